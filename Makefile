@@ -1,0 +1,53 @@
+# The two commands of the README, plus the pieces they are made of.
+#   make run    set up and start the sample game server on http://localhost:8000/
+#   make test   set up and run the whole test suite (what .ci/run runs, with CI=true)
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: run test setup system-deps node-deps schemas check-schemas bench clean
+
+$(BIN)/tickwire: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+setup: $(BIN)/tickwire
+
+run: setup
+	$(BIN)/tickwire run sample_game.app:app --port $(PORT)
+
+# Debian packages the tests drive for real: nats-server, Chromium, flatc.
+system-deps:
+	@missing=""; \
+	command -v nats-server >/dev/null || missing="$$missing nats-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v flatc >/dev/null || missing="$$missing flatbuffers-compiler"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+
+node-deps:
+	@if [ -f tests/package.json ]; then cd tests && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error; fi
+
+test: system-deps setup node-deps
+	$(BIN)/python -m pytest -q
+
+schemas: setup
+	$(BIN)/tickwire schema compile schemas/protocol.fbs --out engine/_generated --lang py
+	$(BIN)/tickwire schema compile schemas/protocol.fbs --out codecs/js/generated --lang js
+
+check-schemas: setup
+	$(BIN)/tickwire schema compile schemas/protocol.fbs --out engine/_generated --lang py --check
+	$(BIN)/tickwire schema compile schemas/protocol.fbs --out codecs/js/generated --lang js --check
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks tests/node_modules

@@ -1,0 +1,814 @@
+"""The Python runtime of Tickwire's `packed` wire format (codecs/WIRE.md).
+
+The schema compiler generates one module per schema: record classes plus an encoder and a
+decoder per table, written in terms of the primitives here. This module holds those
+primitives (varints, strings, quantisation, struct layouts that encode numpy arrays without
+a Python loop) and the Codebook, which joins the protocol's schema and an application's
+into the one codec a connection speaks.
+
+Everything here is pure: bytes and values in, bytes and values out. A decoder given bad
+bytes raises DecodeError, never anything else, and checks every length against what is
+left of the input before allocating.
+"""
+
+from __future__ import annotations
+
+import json
+import struct as _struct
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+__all__ = [
+    "DecodeError",
+    "EncodeError",
+    "Record",
+    "Payload",
+    "StructLayout",
+    "DecodeContext",
+    "Codebook",
+    "w_uvarint",
+    "w_svarint",
+    "r_uvarint",
+    "r_svarint",
+    "uvarint_bytes",
+]
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a valid encoding under the schema."""
+
+
+class EncodeError(ValueError):
+    """A value that the schema cannot encode (wrong type, out of range)."""
+
+
+class Record:
+    """Base of every generated table and struct class: slots, equality, repr, dicts."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        for name in self.__slots__:
+            a, b = getattr(self, name), getattr(other, name)
+            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+                if not np.array_equal(np.asarray(a), np.asarray(b)):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({inner})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (for JSON codecs and logs)."""
+        return {n: _plain(getattr(self, n)) for n in self.__slots__}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Record):
+        return v.to_dict()
+    if isinstance(v, np.ndarray):
+        if v.dtype.names:
+            return [{n: _plain(row[n]) for n in v.dtype.names} for row in v]
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return list(bytes(v))
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, Payload):
+        return {"type_id": v.type_id, "body": list(v.body)}
+    return v
+
+
+class Payload:
+    """A whole message carried inside another one: its type id and its encoded body.
+
+    A server routes payloads without decoding them; `Codebook.payload_value()` decodes one
+    when a handler needs the value. Type id 0 is "no payload".
+    """
+
+    __slots__ = ("type_id", "body")
+
+    def __init__(self, type_id: int, body: bytes = b""):
+        self.type_id = type_id
+        self.body = body
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Payload) and other.type_id == self.type_id and other.body == self.body
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Payload({self.type_id}, {self.body!r})"
+
+
+NO_PAYLOAD = Payload(0, b"")
+
+
+# ----------------------------------------------------------------------------------------
+# scalars
+
+
+def w_uvarint(out: bytearray, v: int) -> None:
+    if v < 0x80:
+        if v < 0:
+            raise EncodeError(f"{v} is negative; the field is unsigned")
+        out.append(v)
+        return
+    if v >> 64:
+        raise EncodeError(f"{v} does not fit in 64 bits")
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+
+
+def uvarint_bytes(v: int) -> bytes:
+    out = bytearray()
+    w_uvarint(out, v)
+    return bytes(out)
+
+
+def w_svarint(out: bytearray, v: int) -> None:
+    if not -(1 << 63) <= v < (1 << 63):
+        raise EncodeError(f"{v} does not fit in 64 bits")
+    w_uvarint(out, ((v << 1) ^ (v >> 63)) & 0xFFFFFFFFFFFFFFFF)
+
+
+def r_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    end = len(buf)
+    while True:
+        if pos >= end:
+            raise DecodeError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            if result >> 64:
+                raise DecodeError("varint over 64 bits")
+            return result, pos
+        shift += 7
+        if shift >= 70:
+            raise DecodeError("varint longer than 10 bytes")
+
+
+def r_svarint(buf: bytes, pos: int) -> tuple[int, int]:
+    u, pos = r_uvarint(buf, pos)
+    return (u >> 1) ^ -(u & 1), pos
+
+
+def check_int(v: Any, lo: int, hi: int, name: str) -> int:
+    """An integer field's value, or EncodeError (bools count as 0 and 1)."""
+    if not isinstance(v, (int, np.integer)):
+        raise EncodeError(f"{name} must be an integer, not {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise EncodeError(f"{name} = {v} is out of range {lo}..{hi}")
+    return int(v)
+
+
+def r_string(buf: bytes, pos: int, maxlen: int) -> tuple[str, int]:
+    n = buf[pos]
+    pos += 1
+    if n >= 0x80:
+        n, pos = r_uvarint(buf, pos - 1)
+    if n > maxlen:
+        raise DecodeError(f"string of {n} bytes is over the limit of {maxlen}")
+    end = pos + n
+    if end > len(buf):
+        raise DecodeError("truncated string")
+    try:
+        return str(buf[pos:end], "utf-8"), end
+    except UnicodeDecodeError:
+        raise DecodeError("string is not valid UTF-8") from None
+
+
+def w_string(out: bytearray, s: str) -> None:
+    if type(s) is not str:
+        raise EncodeError(f"expected a str, not {type(s).__name__}")
+    if s.isascii():
+        n = len(s)
+        if n < 0x80:
+            out.append(n)
+        else:
+            w_uvarint(out, n)
+        out += s.encode("ascii")
+        return
+    data = s.encode("utf-8")
+    w_uvarint(out, len(data))
+    out += data
+
+
+def r_bytes(buf: bytes, pos: int, maxlen: int) -> tuple[bytes, int]:
+    n, pos = r_uvarint(buf, pos)
+    if n > maxlen:
+        raise DecodeError(f"byte vector of {n} bytes is over the limit of {maxlen}")
+    end = pos + n
+    if end > len(buf):
+        raise DecodeError("truncated byte vector")
+    return bytes(buf[pos:end]), end
+
+
+def w_bytes(out: bytearray, b: bytes | bytearray | memoryview) -> None:
+    if not isinstance(b, (bytes, bytearray, memoryview)):
+        raise EncodeError(f"expected bytes, not {type(b).__name__}")
+    w_uvarint(out, len(b))
+    out += b
+
+
+def r_bool(buf: bytes, pos: int) -> tuple[bool, int]:
+    b = buf[pos]
+    if b > 1:
+        raise DecodeError(f"bool byte is {b}, not 0 or 1")
+    return b == 1, pos + 1
+
+
+def r_count(buf: bytes, pos: int, maxlen: int, min_elem_size: int) -> tuple[int, int]:
+    """A vector's element count, checked against the limit and the bytes that are left."""
+    n, pos = r_uvarint(buf, pos)
+    if n > maxlen:
+        raise DecodeError(f"vector of {n} elements is over the limit of {maxlen}")
+    if n * min_elem_size > len(buf) - pos:
+        raise DecodeError("truncated vector")
+    return n, pos
+
+
+_FIXED = {
+    ("int8", 1): _struct.Struct("<b"),
+    ("uint8", 1): _struct.Struct("<B"),
+    ("int16", 2): _struct.Struct("<h"),
+    ("uint16", 2): _struct.Struct("<H"),
+    ("int32", 4): _struct.Struct("<i"),
+    ("uint32", 4): _struct.Struct("<I"),
+    ("int64", 8): _struct.Struct("<q"),
+    ("uint64", 8): _struct.Struct("<Q"),
+    ("float32", 4): _struct.Struct("<f"),
+    ("float64", 8): _struct.Struct("<d"),
+}
+F32 = _FIXED[("float32", 4)]
+F64 = _FIXED[("float64", 8)]
+
+
+def w_f32(out: bytearray, v: float) -> None:
+    try:
+        out += F32.pack(v)
+    except (_struct.error, TypeError) as exc:
+        raise EncodeError(f"cannot encode {v!r} as a float: {exc}") from None
+
+
+def w_f64(out: bytearray, v: float) -> None:
+    try:
+        out += F64.pack(v)
+    except (_struct.error, TypeError) as exc:
+        raise EncodeError(f"cannot encode {v!r} as a double: {exc}") from None
+
+
+# ----------------------------------------------------------------------------------------
+# quantisation
+
+
+@dataclass(frozen=True)
+class Quant:
+    min: float
+    max: float
+    bits: int
+    step: float
+
+    @property
+    def qmax(self) -> int:
+        return (1 << self.bits) - 1
+
+    @property
+    def size(self) -> int:
+        return (self.bits + 7) // 8
+
+    def quantise(self, v: float) -> int:
+        if v != v:  # NaN
+            raise EncodeError("NaN cannot be quantised")
+        q = round((min(max(v, self.min), self.max) - self.min) / self.step)
+        return q if q <= self.qmax else self.qmax
+
+    def value(self, q: int) -> float:
+        return self.min + q * self.step
+
+    def quantise_array(self, v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64)
+        if np.isnan(v).any():
+            raise EncodeError("NaN cannot be quantised")
+        q = np.rint((np.clip(v, self.min, self.max) - self.min) * (1.0 / self.step))
+        np.minimum(q, self.qmax, out=q)
+        return q.astype(np.uint64)
+
+    def value_array(self, q: np.ndarray, dtype: Any) -> np.ndarray:
+        return (q.astype(np.float64) * self.step + self.min).astype(dtype)
+
+
+def w_quant(out: bytearray, v: float, q: Quant) -> None:
+    try:
+        out += q.quantise(float(v)).to_bytes(q.size, "little")
+    except TypeError:
+        raise EncodeError(f"expected a number, not {type(v).__name__}") from None
+
+
+def r_quant(buf: bytes, pos: int, q: Quant) -> tuple[float, int]:
+    end = pos + q.size
+    if end > len(buf):
+        raise DecodeError("truncated quantised value")
+    raw = int.from_bytes(buf[pos:end], "little")
+    if raw > q.qmax:
+        raise DecodeError(f"quantised value {raw} is over its {q.bits} bits")
+    return q.min + raw * q.step, end
+
+
+# ----------------------------------------------------------------------------------------
+# vectors of scalars: fixed width, read and written by numpy
+
+
+def scalar_dtype(name: str) -> np.dtype:
+    return np.dtype({"bool": "?", "int8": "i1", "uint8": "u1", "int16": "<i2", "uint16": "<u2",
+                     "int32": "<i4", "uint32": "<u4", "int64": "<i8", "uint64": "<u8",
+                     "float32": "<f4", "float64": "<f8"}[name])
+
+
+def _uint_dtype(size: int) -> np.dtype | None:
+    return {1: np.dtype("u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}.get(size)
+
+
+def w_scalar_vector(out: bytearray, values: Any, dtype: np.dtype) -> None:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise EncodeError("a vector of scalars must be one-dimensional")
+    if dtype.kind in "iu" and arr.size and arr.dtype.kind not in "iub":
+        raise EncodeError(f"expected integers, not {arr.dtype}")
+    if dtype.kind in "iu" and arr.size:
+        info = np.iinfo(dtype)
+        if arr.min() < info.min or arr.max() > info.max:
+            raise EncodeError(f"a value is out of range for {dtype}")
+    w_uvarint(out, arr.size)
+    out += arr.astype(dtype, copy=False).tobytes()
+
+
+def r_scalar_vector(buf: bytes, pos: int, dtype: np.dtype, maxlen: int) -> tuple[np.ndarray, int]:
+    n, pos = r_count(buf, pos, maxlen, dtype.itemsize)
+    end = pos + n * dtype.itemsize
+    arr = np.frombuffer(buf, dtype, n, pos).copy()
+    if dtype.kind == "b" and arr.view(np.uint8).max(initial=0) > 1:
+        raise DecodeError("bool byte is not 0 or 1")
+    return arr, end
+
+
+def w_quant_vector(out: bytearray, values: Any, q: Quant) -> None:
+    qs = q.quantise_array(np.asarray(values, dtype=np.float64))
+    w_uvarint(out, qs.size)
+    out += _le_bytes(qs, q.size)
+
+
+def r_quant_vector(buf: bytes, pos: int, q: Quant, dtype: np.dtype, maxlen: int) -> tuple[np.ndarray, int]:
+    n, pos = r_count(buf, pos, maxlen, q.size)
+    raw = _from_le_bytes(buf, pos, n, q.size)
+    if raw.size and raw.max() > q.qmax:
+        raise DecodeError(f"quantised value over its {q.bits} bits")
+    return q.value_array(raw, dtype), pos + n * q.size
+
+
+def _le_bytes(v: np.ndarray, size: int) -> bytes:
+    """The low `size` bytes of each uint64, little-endian, back to back."""
+    dt = _uint_dtype(size)
+    if dt is not None:
+        return v.astype(dt).tobytes()
+    return v.astype("<u8").view(np.uint8).reshape(-1, 8)[:, :size].tobytes()
+
+
+def _from_le_bytes(buf: bytes, pos: int, n: int, size: int) -> np.ndarray:
+    dt = _uint_dtype(size)
+    if dt is not None:
+        return np.frombuffer(buf, dt, n, pos).astype(np.uint64)
+    raw = np.frombuffer(buf, np.uint8, n * size, pos).reshape(n, size)
+    wide = np.zeros((n, 8), np.uint8)
+    wide[:, :size] = raw
+    return wide.view("<u8").reshape(n)
+
+
+# ----------------------------------------------------------------------------------------
+# structs
+
+
+@dataclass(frozen=True)
+class StructField:
+    name: str
+    kind: str  # int, uint, float, bool, struct
+    scalar: str  # canonical scalar name ("" for struct)
+    offset: int  # bits from the least significant end
+    width: int  # bits
+    quant: Quant | None = None
+    sub: "StructLayout | None" = None
+
+
+class StructLayout:
+    """Packs a struct's fields LSB-first into `size` bytes (WIRE.md, "Structs").
+
+    Arrays of a struct are numpy structured arrays with `dtype` (floats as floats even when
+    quantised); encode_array and decode_array convert them with a fixed number of numpy
+    operations per field, never a loop over elements.
+    """
+
+    def __init__(self, name: str, fields: list[StructField], bits: int, record: type | None = None):
+        self.name = name
+        self.fields = fields
+        self.bits = bits
+        self.size = (bits + 7) // 8
+        self.record = record
+        self.bitpacked = any(f.width not in (8, 16, 32, 64) for f in fields)
+        self.dtype = np.dtype([(f.name, self._logical(f)) for f in fields])
+        if not self.bitpacked:
+            self.wire_dtype = np.dtype([(f.name, self._wire(f)) for f in fields])
+            assert self.wire_dtype.itemsize == self.size
+            self.plain = self.wire_dtype == self.dtype
+        else:
+            self.wire_dtype = None
+            self.plain = False
+
+    @staticmethod
+    def _logical(f: StructField) -> Any:
+        if f.sub is not None:
+            return f.sub.dtype
+        return scalar_dtype(f.scalar)
+
+    @staticmethod
+    def _wire(f: StructField) -> Any:
+        if f.sub is not None:
+            return f.sub.wire_dtype
+        if f.quant is not None:
+            return _uint_dtype(f.width // 8)
+        return scalar_dtype(f.scalar)
+
+    # -- arrays ----------------------------------------------------------------------------
+    def encode_array(self, arr: Any) -> bytes:
+        arr = np.asarray(arr)
+        if arr.dtype.names is None or set(arr.dtype.names) != set(self.dtype.names or ()):
+            raise EncodeError(f"expected a structured array with fields {self.dtype.names}")
+        if self.plain and arr.dtype == self.dtype:
+            return arr.tobytes()
+        if not self.bitpacked:
+            return self._wire_array(arr).tobytes()
+        acc = np.zeros(arr.shape[0], np.uint64)
+        for f in self.fields:
+            acc |= self._field_bits(f, arr[f.name]) << np.uint64(f.offset)
+        return _le_bytes(acc, self.size)
+
+    def _wire_array(self, arr: np.ndarray) -> np.ndarray:
+        assert self.wire_dtype is not None
+        w = np.empty(arr.shape[0], self.wire_dtype)
+        for f in self.fields:
+            col = arr[f.name]
+            if f.sub is not None:
+                w[f.name] = f.sub._wire_array(col) if not f.sub.plain else col
+            elif f.quant is not None:
+                w[f.name] = f.quant.quantise_array(col)
+            else:
+                w[f.name] = self._checked(f, col)
+        return w
+
+    def _checked(self, f: StructField, col: np.ndarray) -> np.ndarray:
+        if f.kind in ("int", "uint") and col.size:
+            lo, hi = _int_range(f.kind == "int", f.width)
+            if col.dtype.kind == "f" or col.min() < lo or col.max() > hi:
+                raise EncodeError(f"{self.name}.{f.name}: a value is out of range {lo}..{hi}")
+        return col
+
+    def _field_bits(self, f: StructField, col: np.ndarray) -> np.ndarray:
+        mask = np.uint64((1 << f.width) - 1)
+        if f.quant is not None:
+            return f.quant.quantise_array(col)
+        if f.kind == "float":
+            return col.astype("<f4" if f.width == 32 else "<f8").view("<u4" if f.width == 32 else "<u8").astype(np.uint64)
+        if f.kind == "bool":
+            return col.astype(np.uint64)
+        self._checked(f, col)
+        return col.astype(np.int64).astype(np.uint64) & mask
+
+    def decode_array(self, buf: bytes, pos: int, n: int) -> tuple[np.ndarray, int]:
+        end = pos + n * self.size
+        if end > len(buf):
+            raise DecodeError(f"truncated array of {self.name}")
+        if self.plain:
+            return np.frombuffer(buf, self.dtype, n, pos).copy(), end
+        if not self.bitpacked:
+            w = np.frombuffer(buf, self.wire_dtype, n, pos)
+            return self._from_wire(w), end
+        acc = _from_le_bytes(buf, pos, n, self.size)
+        out = np.empty(n, self.dtype)
+        for f in self.fields:
+            out[f.name] = self._field_value(f, (acc >> np.uint64(f.offset)) & np.uint64((1 << f.width) - 1))
+        return out, end
+
+    def _from_wire(self, w: np.ndarray) -> np.ndarray:
+        out = np.empty(w.shape[0], self.dtype)
+        for f in self.fields:
+            col = w[f.name]
+            if f.sub is not None:
+                out[f.name] = col if f.sub.plain else f.sub._from_wire(col)
+            elif f.quant is not None:
+                if col.size and col.max() > f.quant.qmax:
+                    raise DecodeError(f"quantised {self.name}.{f.name} is over its {f.quant.bits} bits")
+                out[f.name] = f.quant.value_array(col, out.dtype[f.name])
+            else:
+                if f.kind == "bool" and col.size and col.view(np.uint8).max() > 1:
+                    raise DecodeError("bool byte is not 0 or 1")
+                out[f.name] = col
+        return out
+
+    def _field_value(self, f: StructField, raw: np.ndarray) -> np.ndarray:
+        if f.quant is not None:
+            return f.quant.value_array(raw, self.dtype[f.name])
+        if f.kind == "float":
+            return raw.astype("<u4" if f.width == 32 else "<u8").view("<f4" if f.width == 32 else "<f8")
+        if f.kind == "int":
+            sign = np.uint64(1 << (f.width - 1))
+            return (raw ^ sign).astype(np.int64) - np.int64(1 << (f.width - 1))
+        if f.kind == "bool":
+            if raw.size and raw.max() > 1:
+                raise DecodeError("bool bit field is over 1")
+            return raw.astype(bool)
+        return raw
+
+    # -- one value -------------------------------------------------------------------------
+    def encode_one(self, out: bytearray, value: Any) -> None:
+        out += self.encode_array(_rows_to_array([value], self))
+
+    def row(self, value: Any) -> tuple:
+        items = []
+        for f in self.fields:
+            v = getattr(value, f.name) if not isinstance(value, Mapping) else value[f.name]
+            items.append(f.sub.row(v) if f.sub is not None else v)
+        return tuple(items)
+
+    def decode_one(self, buf: bytes, pos: int) -> tuple[Any, int]:
+        arr, pos = self.decode_array(buf, pos, 1)
+        return self.from_row(arr[0]), pos
+
+    def from_row(self, row: Any) -> Any:
+        values = []
+        for f in self.fields:
+            v = row[f.name]
+            values.append(f.sub.from_row(v) if f.sub is not None else v.item())
+        return self.record(*values) if self.record else tuple(values)
+
+
+def _int_range(signed: bool, bits: int) -> tuple[int, int]:
+    if signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def w_struct_vector(out: bytearray, values: Any, layout: StructLayout) -> None:
+    arr = values if isinstance(values, np.ndarray) else _rows_to_array(values, layout)
+    w_uvarint(out, arr.shape[0])
+    out += layout.encode_array(arr)
+
+
+def _rows_to_array(values: Iterable[Any], layout: StructLayout) -> np.ndarray:
+    try:
+        return np.array([layout.row(v) for v in values], dtype=layout.dtype)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        raise EncodeError(f"cannot make an array of {layout.name}: {exc}") from None
+
+
+def r_struct_vector(buf: bytes, pos: int, layout: StructLayout, maxlen: int) -> tuple[np.ndarray, int]:
+    n, pos = r_count(buf, pos, maxlen, layout.size)
+    return layout.decode_array(buf, pos, n)
+
+
+# ----------------------------------------------------------------------------------------
+# decoding context and the codebook
+
+
+class DecodeContext:
+    """What a decoder needs beyond the bytes: limits, and each channel's payload type."""
+
+    __slots__ = ("max_string", "max_vector", "channel_types", "codebook")
+
+    def __init__(
+        self,
+        codebook: "Codebook",
+        max_string: int = 4096,
+        max_vector: int = 65536,
+        channel_types: Mapping[int, int] | None = None,
+    ):
+        self.codebook = codebook
+        self.max_string = max_string
+        self.max_vector = max_vector
+        self.channel_types = channel_types if channel_types is not None else {}
+
+
+def r_payload(buf: bytes, pos: int, ctx: DecodeContext) -> tuple[Payload, int]:
+    """A tagged payload: varint type id, then (unless 0) varint length and body."""
+    t = buf[pos]
+    pos += 1
+    if t >= 0x80:
+        t, pos = r_uvarint(buf, pos - 1)
+    if t == 0:
+        return NO_PAYLOAD, pos
+    if t not in ctx.codebook.types:
+        raise DecodeError(f"payload of unknown type {t}")
+    n, pos = r_uvarint(buf, pos)
+    end = pos + n
+    if end > len(buf):
+        raise DecodeError("truncated payload")
+    body = bytes(buf[pos:end])
+    return Payload(t, body), end
+
+
+def w_payload(out: bytearray, p: Payload | None) -> None:
+    if p is None or p.type_id == 0:
+        out.append(0)
+        return
+    if not isinstance(p, Payload):
+        raise EncodeError(f"a payload field takes a Payload, not {type(p).__name__}")
+    w_uvarint(out, p.type_id)
+    w_uvarint(out, len(p.body))
+    out += p.body
+
+
+def r_channel_payload(buf: bytes, pos: int, channel: int, ctx: DecodeContext) -> tuple[Payload, int]:
+    """An untagged payload whose type is its channel's (WIRE.md, "Payloads")."""
+    t = ctx.channel_types.get(channel)
+    if t is None:
+        raise DecodeError(f"message on channel {channel}, which this connection has not subscribed")
+    entry = ctx.codebook.types.get(t)
+    if entry is None:
+        raise DecodeError(f"channel {channel} has unknown payload type {t}")
+    _, end = entry.decode(buf, pos, ctx)
+    return Payload(t, bytes(buf[pos:end])), end
+
+
+def w_channel_payload(out: bytearray, p: Payload) -> None:
+    if not isinstance(p, Payload) or p.type_id == 0:
+        raise EncodeError("a channel message needs a payload")
+    out += p.body
+
+
+@dataclass(frozen=True)
+class MessageType:
+    type_id: int
+    cls: type
+    encode: Callable[[bytearray, Any], None]  # the body only
+    decode: Callable[[bytes, int, DecodeContext], tuple[Any, int]]
+
+
+class Codebook:
+    """The message types a connection speaks: the protocol's plus the application's.
+
+    It encodes messages (type id then body), decodes frames into lists of messages, and
+    converts between Python values and payloads. It holds no connection state.
+    """
+
+    def __init__(self, *schemas: Any):
+        self.schemas = schemas
+        self.types: dict[int, MessageType] = {}
+        self.by_class: dict[type, MessageType] = {}
+        self.by_name: dict[str, MessageType] = {}
+        for mod in schemas:
+            for type_id, (cls, enc, dec) in mod.MESSAGES.items():
+                if type_id in self.types:
+                    other = self.types[type_id].cls.__name__
+                    raise ValueError(f"message id {type_id} is both {other} and {cls.__name__}")
+                mt = MessageType(type_id, cls, enc, dec)
+                self.types[type_id] = mt
+                self.by_class[cls] = mt
+                self.by_name[cls.__name__] = mt
+        from .schema.model import combine_hashes
+
+        self.hash = combine_hashes(mod.SCHEMA_HASH for mod in schemas)
+        self.json_type = self.by_name["Json"].type_id if "Json" in self.by_name else 0
+        self.bytes_type = self.by_name["Bytes"].type_id if "Bytes" in self.by_name else 0
+        # type id bytes, cached: the first byte of every message
+        self._prefix = {t: uvarint_bytes(t) for t in self.types}
+
+    def context(self, **kwargs: Any) -> DecodeContext:
+        return DecodeContext(self, **kwargs)
+
+    # -- messages ------------------------------------------------------------------------
+    def encode_into(self, out: bytearray, msg: Any) -> None:
+        mt = self.by_class.get(type(msg))
+        if mt is None:
+            raise EncodeError(f"{type(msg).__name__} is not a message of this codebook")
+        out += self._prefix[mt.type_id]
+        mt.encode(out, msg)
+
+    def encode(self, msg: Any) -> bytes:
+        out = bytearray()
+        self.encode_into(out, msg)
+        return bytes(out)
+
+    def encode_body(self, msg: Any) -> bytes:
+        mt = self.by_class.get(type(msg))
+        if mt is None:
+            raise EncodeError(f"{type(msg).__name__} is not a message of this codebook")
+        out = bytearray()
+        mt.encode(out, msg)
+        return bytes(out)
+
+    def decode_frame(self, data: bytes, ctx: DecodeContext) -> list[Any]:
+        """Every message in a frame, or DecodeError; never another exception."""
+        out = []
+        pos, end = 0, len(data)
+        if end == 0:
+            raise DecodeError("empty frame")
+        types = self.types
+        try:
+            while pos < end:
+                t = data[pos]
+                pos += 1
+                if t >= 0x80:
+                    t, pos = r_uvarint(data, pos - 1)
+                mt = types.get(t)
+                if mt is None:
+                    raise UnknownType(t)
+                msg, pos = mt.decode(data, pos, ctx)
+                out.append(msg)
+        except (IndexError, _struct.error, OverflowError) as exc:
+            raise DecodeError(f"truncated message ({exc})") from None
+        if pos != end:
+            raise DecodeError("message runs past the end of the frame")
+        return out
+
+    def decode_one(self, data: bytes, ctx: DecodeContext) -> Any:
+        msgs = self.decode_frame(data, ctx)
+        if len(msgs) != 1:
+            raise DecodeError(f"expected one message, found {len(msgs)}")
+        return msgs[0]
+
+    # -- payloads ------------------------------------------------------------------------
+    def payload(self, value: Any) -> Payload:
+        """A Python value as a payload: None, a message, bytes, or anything JSON can hold."""
+        if value is None:
+            return NO_PAYLOAD
+        if isinstance(value, Payload):
+            return value
+        mt = self.by_class.get(type(value))
+        if mt is not None:
+            out = bytearray()
+            mt.encode(out, value)
+            return Payload(mt.type_id, bytes(out))
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            out = bytearray()
+            w_bytes(out, value)
+            return Payload(self.bytes_type, bytes(out))
+        return self.json_payload(json_text(value))
+
+    def json_payload(self, text: str) -> Payload:
+        out = bytearray()
+        w_string(out, text)
+        return Payload(self.json_type, bytes(out))
+
+    def payload_value(self, p: Payload, ctx: DecodeContext | None = None) -> Any:
+        """The Python value of a payload: JSON as Python data, Bytes as bytes, else a record."""
+        if p.type_id == 0:
+            return None
+        mt = self.types.get(p.type_id)
+        if mt is None:
+            raise DecodeError(f"payload of unknown type {p.type_id}")
+        ctx = ctx or DecodeContext(self, max_string=1 << 30, max_vector=1 << 30)
+        try:
+            value, end = mt.decode(p.body, 0, ctx)
+        except (IndexError, _struct.error, OverflowError):
+            raise DecodeError(f"truncated {mt.cls.__name__} payload") from None
+        if end != len(p.body):
+            raise DecodeError(f"{mt.cls.__name__} payload has trailing bytes")
+        if p.type_id == self.json_type:
+            try:
+                return json.loads(value.text)
+            except ValueError as exc:
+                raise DecodeError(f"payload is not valid JSON: {exc}") from None
+        if p.type_id == self.bytes_type:
+            return value.data
+        return value
+
+    def check_payload(self, p: Payload, ctx: DecodeContext) -> None:
+        """Raise DecodeError unless the payload's body is exactly one valid value."""
+        self.payload_value(p, ctx)
+
+
+class UnknownType(DecodeError):
+    def __init__(self, type_id: int):
+        super().__init__(f"unknown message type {type_id}")
+        self.type_id = type_id
+
+
+def json_text(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise EncodeError(f"cannot send {type(value).__name__} as JSON: {exc}") from None
+
