@@ -1,0 +1,26 @@
+"""Shared test fixtures.
+
+Tests that drive a real tool (flatc, node, nats-server, chromium) ask for it with
+`require_tool`: outside CI a missing tool skips the test, in CI (CI=true) it fails it,
+because CI installs every tool and a skip there would hide a broken setup.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> str:
+    """The path of a command-line tool, or skip (fail in CI) when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"'{name}' is not installed (make system-deps installs it)"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return path
