@@ -204,7 +204,10 @@ def w_string(out: bytearray, s: str) -> None:
             w_uvarint(out, n)
         out += s.encode("ascii")
         return
-    data = s.encode("utf-8")
+    try:
+        data = s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EncodeError("string holds a lone surrogate, which UTF-8 cannot encode") from None
     w_uvarint(out, len(data))
     out += data
 
@@ -279,6 +282,12 @@ def w_f64(out: bytearray, v: float) -> None:
 
 @dataclass(frozen=True)
 class Quant:
+    """q = round_half_even((clamp(v, min, max) - min) / step), in IEEE doubles (WIRE.md).
+
+    Every path (one value, numpy arrays, the JavaScript runtime) computes exactly this, so
+    the same value gives the same bytes everywhere.
+    """
+
     min: float
     max: float
     bits: int
@@ -287,6 +296,11 @@ class Quant:
     @property
     def qmax(self) -> int:
         return (1 << self.bits) - 1
+
+    @property
+    def qtop(self) -> int:
+        """The largest q the range produces: round((max - min) / step), at most qmax."""
+        return min(round((self.max - self.min) / self.step), self.qmax)
 
     @property
     def size(self) -> int:
@@ -301,13 +315,18 @@ class Quant:
     def value(self, q: int) -> float:
         return self.min + q * self.step
 
-    def quantise_array(self, v: np.ndarray) -> np.ndarray:
-        v = np.asarray(v, dtype=np.float64)
-        if np.isnan(v).any():
+    def quantise_array(self, v: np.ndarray, dtype: Any = np.uint64) -> np.ndarray:
+        # Rounding is monotonic, so clamping q to [0, qtop] after rounding gives what
+        # clamping v before it gives, with one numpy pass fewer (this is the hot path of
+        # every entity update).
+        q = np.subtract(v, self.min, dtype=np.float64)
+        q /= self.step
+        np.rint(q, out=q)
+        np.maximum(q, 0.0, out=q)
+        np.minimum(q, float(self.qtop), out=q)
+        if np.isnan(q.sum()):
             raise EncodeError("NaN cannot be quantised")
-        q = np.rint((np.clip(v, self.min, self.max) - self.min) * (1.0 / self.step))
-        np.minimum(q, self.qmax, out=q)
-        return q.astype(np.uint64)
+        return q.astype(dtype)
 
     def value_array(self, q: np.ndarray, dtype: Any) -> np.ndarray:
         return (q.astype(np.float64) * self.step + self.min).astype(dtype)
@@ -596,7 +615,7 @@ def r_struct_vector(buf: bytes, pos: int, layout: StructLayout, maxlen: int) -> 
 class DecodeContext:
     """What a decoder needs beyond the bytes: limits, and each channel's payload type."""
 
-    __slots__ = ("max_string", "max_vector", "channel_types", "codebook")
+    __slots__ = ("max_string", "max_vector", "max_depth", "depth", "channel_types", "codebook")
 
     def __init__(
         self,
@@ -604,11 +623,20 @@ class DecodeContext:
         max_string: int = 4096,
         max_vector: int = 65536,
         channel_types: Mapping[int, int] | None = None,
+        max_depth: int = 32,
     ):
         self.codebook = codebook
         self.max_string = max_string
         self.max_vector = max_vector
+        # How deeply a table may hold itself (Node.children[i].next...): the decoders of
+        # recursive tables count it, so no input can exhaust the stack (WIRE.md, "Limits").
+        self.max_depth = max_depth
+        self.depth = 0
         self.channel_types = channel_types if channel_types is not None else {}
+
+
+def too_deep(name: str) -> DecodeError:
+    return DecodeError(f"{name} is nested more than max_depth deep")
 
 
 def r_payload(buf: bytes, pos: int, ctx: DecodeContext) -> tuple[Payload, int]:
@@ -689,7 +717,9 @@ class Codebook:
                 self.by_name[cls.__name__] = mt
         from .schema.model import combine_hashes
 
-        self.hash = combine_hashes(mod.SCHEMA_HASH for mod in schemas)
+        # WIRE.md: the schemas' hashes in message-id order, whatever order they are given in.
+        ordered = sorted(schemas, key=lambda mod: min(mod.MESSAGES, default=1 << 30))
+        self.hash = combine_hashes(mod.SCHEMA_HASH for mod in ordered)
         self.json_type = self.by_name["Json"].type_id if "Json" in self.by_name else 0
         self.bytes_type = self.by_name["Bytes"].type_id if "Bytes" in self.by_name else 0
         # type id bytes, cached: the first byte of every message
@@ -700,11 +730,22 @@ class Codebook:
 
     # -- messages ------------------------------------------------------------------------
     def encode_into(self, out: bytearray, msg: Any) -> None:
+        """Append one message; on EncodeError `out` is left as it was, so a frame being
+        built never holds half a message."""
         mt = self.by_class.get(type(msg))
         if mt is None:
             raise EncodeError(f"{type(msg).__name__} is not a message of this codebook")
+        start = len(out)
         out += self._prefix[mt.type_id]
-        mt.encode(out, msg)
+        try:
+            mt.encode(out, msg)
+        except EncodeError:
+            del out[start:]
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as exc:
+            # A field of the wrong type (None for an int, a str for bytes...).
+            del out[start:]
+            raise EncodeError(f"cannot encode {type(msg).__name__}: {exc}") from None
 
     def encode(self, msg: Any) -> bytes:
         out = bytearray()
@@ -712,12 +753,9 @@ class Codebook:
         return bytes(out)
 
     def encode_body(self, msg: Any) -> bytes:
-        mt = self.by_class.get(type(msg))
-        if mt is None:
-            raise EncodeError(f"{type(msg).__name__} is not a message of this codebook")
         out = bytearray()
-        mt.encode(out, msg)
-        return bytes(out)
+        self.encode_into(out, msg)
+        return bytes(out[len(self._prefix[self.by_class[type(msg)].type_id]):])
 
     def decode_frame(self, data: bytes, ctx: DecodeContext) -> list[Any]:
         """Every message in a frame, or DecodeError; never another exception."""
@@ -726,6 +764,7 @@ class Codebook:
         if end == 0:
             raise DecodeError("empty frame")
         types = self.types
+        ctx.depth = 0
         try:
             while pos < end:
                 t = data[pos]
@@ -758,9 +797,7 @@ class Codebook:
             return value
         mt = self.by_class.get(type(value))
         if mt is not None:
-            out = bytearray()
-            mt.encode(out, value)
-            return Payload(mt.type_id, bytes(out))
+            return Payload(mt.type_id, self.encode_body(value))
         if isinstance(value, (bytes, bytearray, memoryview)):
             out = bytearray()
             w_bytes(out, value)
@@ -780,6 +817,7 @@ class Codebook:
         if mt is None:
             raise DecodeError(f"payload of unknown type {p.type_id}")
         ctx = ctx or DecodeContext(self, max_string=1 << 30, max_vector=1 << 30)
+        ctx.depth = 0
         try:
             value, end = mt.decode(p.body, 0, ctx)
         except (IndexError, _struct.error, OverflowError):

@@ -1,0 +1,76 @@
+"""Codecs: how one connection's protocol messages become frames, and back.
+
+A codec is chosen per connection by WebSocket subprotocol at the handshake, as
+SocketCluster let its users plug codecs in. Every codec speaks the same protocol records
+(engine._generated.protocol), so the session and the services never know which one is in
+use. `packed` is Tickwire's compact binary format (codecs/WIRE.md); the SocketCluster JSON
+codec plugs in through the same interface.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+from ._generated import protocol as P
+from .packed import Codebook, DecodeContext, Payload, uvarint_bytes
+
+__all__ = ["Codec", "PackedCodec", "PACKED_SUBPROTOCOL"]
+
+PACKED_SUBPROTOCOL = "tickwire.packed.v1"
+
+
+class Codec(Protocol):
+    name: str
+    subprotocol: str | None
+    text: bool  # frames are text (JSON codecs) rather than binary
+
+    def decode(self, frame: bytes, ctx: DecodeContext) -> list[Any]:
+        """The protocol records in one frame; DecodeError (UnknownType) when malformed."""
+
+    def encode(self, msg: Any) -> bytes:
+        """One protocol record, ready to be joined with others into a frame."""
+
+    def join(self, parts: Sequence[bytes]) -> bytes:
+        """Several encoded messages as one frame."""
+
+    def schema_ok(self, schema_hash: str) -> bool:
+        """Whether a client built with this schema hash may connect."""
+
+    def channel_prefix(self, channel_id: int, name: str) -> bytes:
+        """What precedes a payload's body in a channel delivery (computed once per channel)."""
+
+    def channel_message(self, prefix: bytes, payload: Payload) -> bytes:
+        """A channel delivery: encoded once per message per worker, shared by subscribers."""
+
+
+class PackedCodec:
+    """Tickwire's binary format: a frame is messages back to back (WIRE.md)."""
+
+    name = "packed"
+    subprotocol = PACKED_SUBPROTOCOL
+    text = False
+
+    def __init__(self, codebook: Codebook):
+        self.codebook = codebook
+        self.hash = codebook.hash
+
+    def decode(self, frame: bytes, ctx: DecodeContext) -> list[Any]:
+        return self.codebook.decode_frame(frame, ctx)
+
+    def encode(self, msg: Any) -> bytes:
+        return self.codebook.encode(msg)
+
+    @staticmethod
+    def join(parts: Sequence[bytes]) -> bytes:
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def schema_ok(self, schema_hash: str) -> bool:
+        return schema_hash == self.hash
+
+    @staticmethod
+    def channel_prefix(channel_id: int, name: str) -> bytes:
+        return uvarint_bytes(P.Message.TYPE_ID) + uvarint_bytes(channel_id)
+
+    @staticmethod
+    def channel_message(prefix: bytes, payload: Payload) -> bytes:
+        return prefix + payload.body

@@ -1,0 +1,112 @@
+"""Counters of one process: plain integers, cheap to bump on hot paths.
+
+A worker reports them as a snapshot (`as_dict()`); /health and /metrics show them, and in a
+cluster the supervisor sums every process's snapshots so figures never jump between
+scrapes, whichever worker answers.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+__all__ = ["Metrics", "prometheus_text"]
+
+COUNTERS = (
+    "connections_opened",
+    "connections_closed",
+    "handshakes",
+    "http_requests",
+    "http_rejected",
+    "frames_in",
+    "bytes_in",
+    "messages_in",
+    "frames_out",
+    "bytes_out",
+    "messages_out",
+    "frames_split",
+    "calls",
+    "call_errors",
+    "events",
+    "publishes",
+    "deliveries",
+    "drops",
+    "rate_limited",
+    "limit_errors",
+    "middleware_blocks",
+    "protocol_errors",
+)
+
+_HELP = {
+    "connections_opened": "WebSocket connections accepted",
+    "connections_closed": "WebSocket connections closed",
+    "handshakes": "Tickwire handshakes completed",
+    "http_requests": "plain HTTP requests answered",
+    "http_rejected": "WebSocket upgrades refused (origin, rate, capacity)",
+    "frames_in": "WebSocket frames received",
+    "bytes_in": "bytes received in frames",
+    "messages_in": "protocol messages received",
+    "frames_out": "WebSocket frames sent",
+    "bytes_out": "bytes sent in frames",
+    "messages_out": "channel messages delivered",
+    "frames_split": "extra frames because content exceeded max_out_frame_size",
+    "calls": "procedure calls",
+    "call_errors": "procedure calls answered with an error",
+    "events": "events received",
+    "publishes": "publishes accepted",
+    "deliveries": "channel messages queued for subscribers",
+    "drops": "channel messages dropped for slow readers",
+    "rate_limited": "messages refused for max_messages_per_second",
+    "limit_errors": "requests refused for a named limit",
+    "middleware_blocks": "requests blocked by middleware",
+    "protocol_errors": "connections closed for a protocol violation",
+}
+
+
+class Metrics:
+    __slots__ = COUNTERS + ("closes", "connections")
+
+    def __init__(self) -> None:
+        for name in COUNTERS:
+            setattr(self, name, 0)
+        self.closes: dict[int, int] = {}
+        self.connections = 0  # open now (a gauge)
+
+    def count_close(self, code: int) -> None:
+        self.closes[code] = self.closes.get(code, 0) + 1
+        if code >= 4000 or code in (1002, 1003, 1007, 1009):
+            self.protocol_errors += 1
+
+    def as_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {name: getattr(self, name) for name in COUNTERS}
+        d["connections"] = self.connections
+        d["closes"] = {str(k): v for k, v in sorted(self.closes.items())}
+        return d
+
+
+def prometheus_text(snapshots: Iterable[tuple[dict[str, str], dict[str, object]]], prefix: str = "tickwire") -> str:
+    """Prometheus text format for (labels, snapshot) pairs, one pair per process."""
+    snaps = list(snapshots)
+    lines: list[str] = []
+
+    def labels(base: dict[str, str], extra: dict[str, str] | None = None) -> str:
+        items = {**base, **(extra or {})}
+        return "{" + ",".join(f'{k}="{v}"' for k, v in items.items()) + "}" if items else ""
+
+    for name in COUNTERS:
+        metric = f"{prefix}_{name}_total"
+        lines.append(f"# HELP {metric} {_HELP[name]}")
+        lines.append(f"# TYPE {metric} counter")
+        for base, snap in snaps:
+            lines.append(f"{metric}{labels(base)} {snap.get(name, 0)}")
+    lines.append(f"# HELP {prefix}_connections open WebSocket connections")
+    lines.append(f"# TYPE {prefix}_connections gauge")
+    for base, snap in snaps:
+        lines.append(f"{prefix}_connections{labels(base)} {snap.get('connections', 0)}")
+    lines.append(f"# HELP {prefix}_closes_total connections closed, by close code")
+    lines.append(f"# TYPE {prefix}_closes_total counter")
+    for base, snap in snaps:
+        closes = snap.get("closes", {})
+        assert isinstance(closes, dict)
+        for code, n in closes.items():
+            lines.append(f"{prefix}_closes_total{labels(base, {'code': str(code)})} {n}")
+    return "\n".join(lines) + "\n"

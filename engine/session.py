@@ -1,0 +1,245 @@
+"""One connection's protocol state machine, sans I/O.
+
+A Session takes frames and time in, and hands out the messages the services must handle
+and the frames to write. It never awaits, never reads a clock and never touches a socket:
+the transport adapter moves bytes, and the worker dispatches what `receive()` returns.
+It enforces the protocol's rules and the per-connection limits of codecs/WIRE.md:
+
+- the first message must be Handshake, with the schema hash the server serves (4009, 4500);
+- malformed frames and unknown or misdirected message types close (4100, 4101);
+- messages over `max_messages_per_second` are refused, a flood closes (4102);
+- calls beyond `max_pending_calls` are refused;
+- timers (`poll(now)`): handshake timeout (4005), ping and ping timeout (4000), a send
+  buffer over its high-water mark for too long (4103).
+
+Everything bound for the client in one flush is joined into ONE frame (split only when it
+exceeds `max_out_frame_size`, and that split is counted).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ._generated import protocol as P
+from .codec import Codec
+from .errors import CloseCode, ErrorCode
+from .limits import Limits, TokenBucket
+from .metrics import Metrics
+from .packed import DecodeContext, DecodeError, UnknownType
+
+__all__ = ["Session", "AWAITING", "OPEN", "CLOSING", "CLIENT_MESSAGES"]
+
+AWAITING, OPEN, CLOSING = 0, 1, 2
+
+# What a client may send once the handshake is done; anything else closes with 4101.
+CLIENT_MESSAGES = frozenset(
+    {P.Call, P.Emit, P.Subscribe, P.Unsubscribe, P.Publish, P.Authenticate, P.Deauthenticate}
+)
+_PING_FRAME_MSG = P.Ping()
+_PONG_MSG = P.Pong()
+
+
+class Session:
+    __slots__ = (
+        "codec",
+        "limits",
+        "ctx",
+        "stats",
+        "state",
+        "opened_at",
+        "last_heard",
+        "last_ping",
+        "rate",
+        "over_rate_since",
+        "last_rate_error",
+        "pending_calls",
+        "out",
+        "out_size",
+        "backlog_since",
+        "close_code",
+        "close_reason",
+    )
+
+    def __init__(self, codec: Codec, limits: Limits, ctx: DecodeContext, stats: Metrics, now: float):
+        self.codec = codec
+        self.limits = limits
+        self.ctx = ctx
+        self.stats = stats
+        self.state = AWAITING
+        self.opened_at = now
+        self.last_heard = now
+        self.last_ping = now
+        self.rate = TokenBucket(limits.max_messages_per_second, limits.message_burst, now)
+        self.over_rate_since: float | None = None
+        self.last_rate_error = -1e9
+        self.pending_calls = 0
+        self.out: list[bytes] | None = None
+        self.out_size = 0
+        self.backlog_since: float | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    # -- inbound ---------------------------------------------------------------------------
+    def receive(self, frame: bytes, now: float) -> list[Any]:
+        """The messages in one inbound frame that the services must handle, in order."""
+        if self.state == CLOSING:
+            return []
+        stats = self.stats
+        stats.frames_in += 1
+        stats.bytes_in += len(frame)
+        self.last_heard = now
+        if len(frame) > self.limits.max_frame_size:
+            self.fail(CloseCode.MESSAGE_TOO_BIG, "frame over max_frame_size")
+            return []
+        try:
+            msgs = self.codec.decode(frame, self.ctx)
+        except UnknownType as exc:
+            self.fail(CloseCode.UNKNOWN_TYPE, str(exc))
+            return []
+        except DecodeError as exc:
+            self.fail(CloseCode.MALFORMED, str(exc))
+            return []
+        stats.messages_in += len(msgs)
+        events: list[Any] = []
+        for msg in msgs:
+            kind = type(msg)
+            if self.state == AWAITING:
+                if kind is not P.Handshake:
+                    self.fail(CloseCode.MESSAGE_BEFORE_HANDSHAKE, "the first message must be Handshake")
+                    return []
+                if not self.codec.schema_ok(msg.schema_hash):
+                    self.fail(CloseCode.SCHEMA_MISMATCH, "client schema does not match the server's")
+                    return []
+                # The services decide (token, middleware): welcome() or fail(4008).
+                self.state = OPEN
+                events.append(msg)
+                continue
+            if kind is P.Pong:
+                continue
+            if kind is P.Ping:
+                self.send(_PONG_MSG)
+                continue
+            if kind not in CLIENT_MESSAGES:
+                self.fail(CloseCode.UNKNOWN_TYPE, f"a client may not send {kind.__name__}")
+                return []
+            if not self.rate.take(now):
+                if self._over_rate(msg, now):
+                    return []
+                continue
+            self.over_rate_since = None
+            if kind is P.Call:
+                if self.pending_calls >= self.limits.max_pending_calls:
+                    stats.limit_errors += 1
+                    self.send(P.Error(msg.cid, ErrorCode.LIMIT_EXCEEDED, "max_pending_calls"))
+                    continue
+                self.pending_calls += 1
+            events.append(msg)
+        return events
+
+    def _over_rate(self, msg: Any, now: float) -> bool:
+        """Refuse one message over the rate; True when the flood closed the connection."""
+        stats = self.stats
+        stats.rate_limited += 1
+        if self.over_rate_since is None:
+            self.over_rate_since = now
+        elif now - self.over_rate_since > self.limits.flood_close_after:
+            self.fail(CloseCode.FLOOD, "max_messages_per_second exceeded for too long")
+            return True
+        cid = getattr(msg, "cid", 0)
+        # Requests get their answer; otherwise one notice a second, so a flood is not echoed.
+        if cid or now - self.last_rate_error >= 1.0:
+            self.last_rate_error = now
+            self.send(P.Error(cid, ErrorCode.LIMIT_EXCEEDED, "max_messages_per_second"))
+        return False
+
+    # -- outbound --------------------------------------------------------------------------
+    def send(self, msg: Any) -> bool:
+        """Queue a protocol record; True when the queue was empty (a flush is due)."""
+        return self.push(self.codec.encode(msg))
+
+    def push(self, data: bytes) -> bool:
+        """Queue encoded bytes; True when the queue was empty (a flush is due)."""
+        if self.state == CLOSING:
+            return False
+        if self.out is None:
+            self.out = [data]
+            self.out_size = len(data)
+            return True
+        self.out.append(data)
+        self.out_size += len(data)
+        return False
+
+    def welcome(self, msg: Any) -> bool:
+        return self.send(msg)
+
+    def reply(self, cid: int, msg: Any) -> bool:
+        """Answer a Call (msg is Result or Error) and release its pending slot."""
+        self.pending_calls -= 1
+        return self.send(msg)
+
+    def take_frames(self) -> Sequence[bytes]:
+        """Everything queued since the last flush, as frames: one unless over the limit."""
+        out = self.out
+        if out is None:
+            return ()
+        size = self.out_size
+        self.out = None
+        self.out_size = 0
+        limit = self.limits.max_out_frame_size
+        if size <= limit:
+            return (self.codec.join(out),)
+        frames: list[bytes] = []
+        current: list[bytes] = []
+        current_size = 0
+        for part in out:
+            if current and current_size + len(part) > limit:
+                frames.append(self.codec.join(current))
+                current, current_size = [], 0
+            current.append(part)
+            current_size += len(part)
+        frames.append(self.codec.join(current))
+        self.stats.frames_split += len(frames) - 1
+        return frames
+
+    # -- time ------------------------------------------------------------------------------
+    def poll(self, now: float) -> bool:
+        """Run the timers; True when something was queued (a flush is due)."""
+        if self.state == CLOSING:
+            return False
+        limits = self.limits
+        if self.state == AWAITING:
+            if now - self.opened_at > limits.handshake_timeout:
+                self.fail(CloseCode.HANDSHAKE_TIMEOUT, "no handshake in time")
+            return False
+        if self.backlog_since is not None and now - self.backlog_since > limits.slow_reader_timeout:
+            self.fail(CloseCode.SLOW_READER, "send buffer stayed over its high-water mark")
+            return False
+        silent = now - self.last_heard
+        if silent > limits.ping_timeout:
+            self.fail(CloseCode.PING_TIMEOUT, "no answer to ping")
+            return False
+        if silent > limits.ping_interval and now - self.last_ping > limits.ping_interval:
+            self.last_ping = now
+            return self.send(_PING_FRAME_MSG)
+        return False
+
+    def set_backlogged(self, backlogged: bool, now: float) -> None:
+        self.backlog_since = now if backlogged else None
+
+    # -- closing ---------------------------------------------------------------------------
+    def fail(self, code: int, reason: str) -> None:
+        """Close for a protocol or limit violation; the adapter sends the close frame."""
+        if self.state == CLOSING:
+            return
+        self.stats.count_close(code)
+        self.close(code, reason)
+        self.out = None  # what was queued for a client that broke the rules is dropped
+        self.out_size = 0
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Close after what is queued: the adapter writes the queued frames, then the close."""
+        if self.state == CLOSING:
+            return
+        self.state = CLOSING
+        self.close_code = code
+        self.close_reason = reason

@@ -1,0 +1,167 @@
+"""A client connection as server code sees it.
+
+Handlers and middleware get a Socket: its id, its token, a dict for the application's own
+state, and the few things server code does to one client (emit an event, set or remove a
+token, close it). The engine side of the same object queues channel deliveries, tracks the
+channels it subscribes and drains its session into the transport.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ._generated import protocol as P
+from .errors import CloseCode
+from .session import Session
+
+if TYPE_CHECKING:
+    from .channels import Channel
+    from .codec import Codec
+    from .transport import Connection
+    from .worker import Worker
+
+__all__ = ["Socket"]
+
+log = logging.getLogger("tickwire.socket")
+
+
+class Socket:
+    __slots__ = (
+        "worker",
+        "conn",
+        "session",
+        "codec",
+        "id",
+        "token",
+        "data",
+        "channels",
+        "backlogged",
+        "waiting",
+        "closed",
+        "close_code",
+    )
+
+    def __init__(self, worker: "Worker", conn: "Connection", codec: "Codec", session: Session, socket_id: str):
+        self.worker = worker
+        self.conn = conn
+        self.codec = codec
+        self.session = session
+        self.id = socket_id
+        self.token: dict[str, Any] | None = None  # the verified claims of its auth token
+        self.data: dict[str, Any] = {}  # the application's own per-connection state
+        self.channels: dict[int, Channel] | None = None
+        self.backlogged = False
+        self.waiting: deque[Any] | None = None  # messages held while an async step runs
+        self.closed = False
+        self.close_code: int | None = None
+
+    # -- what server code calls ------------------------------------------------------------
+    @property
+    def authenticated(self) -> bool:
+        return self.token is not None
+
+    @property
+    def remote_address(self) -> str:
+        return self.conn.peer
+
+    @property
+    def headers(self) -> Any:
+        return self.conn.request.headers if self.conn.request is not None else {}
+
+    def emit(self, event: str, data: Any = None) -> None:
+        """Send an event to this client (answered by nothing)."""
+        self.send(P.Emit(event, self.worker.codebook.payload(data)))
+
+    def set_token(self, claims: dict[str, Any], expiry: float | None = None) -> str:
+        """Sign a token with these claims and give it to the client for its next handshake."""
+        auth = self.worker.auth
+        token = auth.sign(claims, expiry=expiry)
+        self.token = auth.verify(token)
+        self.send(P.SetToken(token))
+        return token
+
+    def deauthenticate(self) -> None:
+        """Forget this socket's token, here and on the client."""
+        self.token = None
+        self.send(P.RemoveToken())
+
+    def kick(self, channel: str, reason: str = "") -> None:
+        """Remove this socket from a channel and tell it."""
+        ch = self.worker.channels.by_name.get(channel)
+        if ch is not None and self.channels and ch.id in self.channels:
+            self.worker.channels.unsubscribe(self, ch)
+            self.send(P.Kicked(ch.id, reason))
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Close after what is already queued for the client."""
+        self.session.close(code, reason)
+        self.finish()
+
+    # -- engine side -------------------------------------------------------------------------
+    def send(self, msg: Any) -> None:
+        if self.session.send(msg):
+            self.worker.mark(self)
+
+    def deliver(self, data: bytes) -> None:
+        """A channel message, already encoded once for every subscriber of this worker."""
+        if self.backlogged:
+            self.worker.stats.drops += 1
+            return
+        session = self.session
+        out = session.out
+        if out is None:
+            if session.push(data):
+                self.worker.mark(self)
+        else:
+            out.append(data)
+            session.out_size += len(data)
+
+    def flush(self) -> None:
+        frames = self.session.take_frames()
+        if frames:
+            conn = self.conn
+            text = self.codec.text
+            stats = self.worker.stats
+            for frame in frames:
+                if conn.send_frame(frame, text):
+                    stats.frames_out += 1
+                    stats.bytes_out += len(frame)
+
+    def finish(self) -> None:
+        """If the session decided to close, write what is queued, then the close frame."""
+        session = self.session
+        if session.close_code is None or self.closed:
+            return
+        self.closed = True
+        self.close_code = session.close_code
+        self.flush()
+        self.conn.close(session.close_code, session.close_reason)
+        self.worker.socket_closing(self)
+
+    # -- transport callbacks -----------------------------------------------------------------
+    def on_frame(self, data: bytes, text: bool) -> None:
+        worker = self.worker
+        msgs = self.session.receive(data, worker.loop.time())
+        if msgs:
+            worker.dispatch(self, msgs)
+        session = self.session
+        if session.close_code is not None:
+            self.finish()
+        elif session.out is not None:
+            worker.mark(self)
+
+    def on_close(self, code: int | None) -> None:
+        self.closed = True
+        if self.close_code is None:
+            self.close_code = code
+        self.worker.socket_closed(self)
+
+    def on_backlog(self, backlogged: bool) -> None:
+        self.backlogged = backlogged
+        self.session.set_backlogged(backlogged, self.worker.loop.time())
+
+    def __repr__(self) -> str:
+        return f"Socket({self.id!r}, token={'yes' if self.token else 'no'})"
+
