@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Callable, Iterable, Sequence
 
+from .gen_js import DEFAULT_RUNTIME, generate_dts, generate_js
 from .gen_python import generate_python
 from .model import Model, load
 from .parse import SchemaError
@@ -18,23 +19,24 @@ from .parse import SchemaError
 __all__ = ["generate", "main", "LANGUAGES"]
 
 
-def _js(model: Model) -> list[tuple[str, str]]:
-    from .gen_js import generate_dts, generate_js
+def _js(model: Model, js_runtime: str) -> list[tuple[str, str]]:
+    return [
+        (f"{model.name}.js", generate_js(model, js_runtime)),
+        (f"{model.name}.d.ts", generate_dts(model, js_runtime)),
+    ]
 
-    return [(f"{model.name}.js", generate_js(model)), (f"{model.name}.d.ts", generate_dts(model))]
 
-
-LANGUAGES: dict[str, Callable[[Model], list[tuple[str, str]]]] = {
-    "py": lambda m: [(f"{m.name}.py", generate_python(m))],
+LANGUAGES: dict[str, Callable[[Model, str], list[tuple[str, str]]]] = {
+    "py": lambda m, _: [(f"{m.name}.py", generate_python(m))],
     "js": _js,
 }
 
 
-def generate(model: Model, languages: Iterable[str]) -> list[tuple[str, str]]:
+def generate(model: Model, languages: Iterable[str], js_runtime: str = DEFAULT_RUNTIME) -> list[tuple[str, str]]:
     """The files a model compiles to, as (file name, text) pairs."""
     out: list[tuple[str, str]] = []
     for lang in languages:
-        out.extend(LANGUAGES[lang](model))
+        out.extend(LANGUAGES[lang](model, js_runtime))
     return out
 
 
@@ -67,6 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lang", default="py,js", help="comma-separated: py, js (js writes .js and .d.ts)")
     parser.add_argument("-I", "--include", action="append", default=[], metavar="DIR", help="include search path")
     parser.add_argument("--check", action="store_true", help="fail if the generated files are missing or stale")
+    parser.add_argument(
+        "--js-runtime",
+        default=DEFAULT_RUNTIME,
+        metavar="SPECIFIER",
+        help=f"how generated JavaScript imports codecs/js/packed.js (default: {DEFAULT_RUNTIME})",
+    )
     args = parser.parse_args(argv)
     languages = [x.strip() for x in args.lang.split(",") if x.strip()]
     unknown = [x for x in languages if x not in LANGUAGES]
@@ -76,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for schema in args.schemas:
         try:
             model = load(schema, args.include)
-            files = generate(model, languages)
+            files = generate(model, languages, args.js_runtime)
         except SchemaError as exc:
             print(str(exc), file=sys.stderr)
             return 1

@@ -43,6 +43,7 @@ class _Gen:
     def __init__(self, model: Model):
         self.model = model
         self.lines: list[str] = []
+        self.recursive = model.recursive_tables()
 
     def emit(self, line: str = "", indent: int = 0) -> None:
         self.lines.append("    " * indent + line if line else "")
@@ -292,11 +293,18 @@ class _Gen:
     # -- decoders ------------------------------------------------------------------------
     def decoder(self, t: Table) -> None:
         self.emit(f"def _dec_{t.name}(buf, pos, ctx):")
+        recursive = t.name in self.recursive
+        if recursive:
+            self.emit("ctx.depth += 1", 1)
+            self.emit("if ctx.depth > ctx.max_depth:", 1)
+            self.emit(f'raise _p.too_deep("{t.name}")', 2)
         names: dict[str, str] = {}
         for i, f in enumerate(t.live_fields):
             var = f"f{i}"
             names[f.name] = var
             self.decode_value(t, f, f.type, var, 1, names)
+        if recursive:
+            self.emit("ctx.depth -= 1", 1)
         args = ", ".join(names[f.name] for f in t.live_fields)
         self.emit(f"return {t.name}({args}), pos", 1)
 

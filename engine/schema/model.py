@@ -71,6 +71,9 @@ PROTOCOL_NAMESPACE = "tickwire.protocol"
 PROTOCOL_IDS = range(1, 64)
 APP_IDS = range(64, 16384)
 MAX_BITPACKED_BITS = 64
+# A quantised value is computed in IEEE doubles on both sides of the wire (WIRE.md), so it
+# has at most the 53 bits a double holds exactly; JavaScript then needs no BigInt for it.
+MAX_QUANT_BITS = 53
 
 # Attributes whose meaning the compiler knows. Others are allowed when declared.
 _FLATBUFFERS_ATTRS = {
@@ -195,6 +198,37 @@ class Model:
     def of(self, kind: type) -> list:
         return [d for d in self.decls.values() if isinstance(d, kind)]
 
+    def recursive_tables(self) -> set[str]:
+        """Tables that can hold themselves, through fields, vectors and unions: their
+        decoders count nesting depth, so that no input can recurse without bound."""
+
+        def refs(name: str) -> set[str]:
+            d = self.decls[name]
+            if isinstance(d, Union):
+                return set(d.members)
+            out: set[str] = set()
+            if isinstance(d, Table):
+                for f in d.live_fields:
+                    t = f.type.elem if f.type.kind == "vector" and f.type.elem else f.type
+                    if t.kind in ("table", "union"):
+                        out.add(t.ref)
+            return out
+
+        found = set()
+        for start in self.decls:
+            if not isinstance(self.decls[start], Table):
+                continue
+            seen, todo = set(), list(refs(start))
+            while todo:
+                n = todo.pop()
+                if n == start:
+                    found.add(start)
+                    break
+                if n not in seen:
+                    seen.add(n)
+                    todo.extend(refs(n))
+        return found
+
     def canonical(self) -> dict:
         """Everything that decides the bytes on the wire and the names in the API."""
 
@@ -255,6 +289,20 @@ def _attrs(node_attrs: tuple[Attr, ...], declared: set[str]) -> dict[str, Attr]:
             raise SchemaError(a.pos, f"attribute '{a.name}' is given twice")
         out[a.name] = a
     return out
+
+
+def _number_attr(a: Attr) -> float | None:
+    """A number given bare or quoted: flatc 2 accepts only integers and strings as
+    attribute values, so a fractional precision is written `precision: "0.05"`."""
+    v = a.value
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    return None
 
 
 def _int_attr(a: Attr, lo: int, hi: int) -> int:
@@ -451,7 +499,19 @@ class _Builder:
             f.bits = _int_attr(bits_attr, 1, ftype.scalar.bits)
 
         if node.default is not None:
+            if in_struct:
+                raise SchemaError(node.pos, "struct fields cannot have default values (every struct field is always sent)")
             f.default = self.default(node, ftype)
+        elif ftype.kind == "enum":
+            enum = self.decl(self.short[ftype.ref])
+            assert isinstance(enum, Enum)
+            if not enum.bit_flags and 0 not in enum.values.values():
+                # flatc refuses this too: the implicit default 0 must name a value.
+                raise SchemaError(
+                    node.pos,
+                    f"enum '{enum.name}' has no value 0, so field '{node.name}' needs a default, e.g. "
+                    f"= {next(iter(enum.values))}",
+                )
         if "id" in attrs:
             _int_attr(attrs["id"], 0, 65535)
         return f
@@ -470,25 +530,29 @@ class _Builder:
         if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
             raise SchemaError(r.pos, f"range \"{r.value}\" must have MIN < MAX")
         if "precision" in qa:
-            p = qa["precision"].value
-            if not isinstance(p, (int, float)) or isinstance(p, bool) or not p > 0:
-                raise SchemaError(qa["precision"].pos, "precision is a positive number")
+            p = _number_attr(qa["precision"])
+            if p is None or not p > 0 or not math.isfinite(p):
+                raise SchemaError(qa["precision"].pos, "precision is a positive number, e.g. precision: \"0.05\"")
             steps = (hi - lo) / p
             need = max(1, math.ceil(math.log2(round(steps, 9) + 1)))
             if bits_attr is not None:
-                bits = _int_attr(bits_attr, 1, 64)
+                bits = _int_attr(bits_attr, 1, MAX_QUANT_BITS)
                 if need > bits:
                     raise SchemaError(
                         bits_attr.pos,
                         f"range {lo:g}..{hi:g} at precision {p:g} needs {need} bits, more than the {bits} given",
                     )
                 return Quant(lo, hi, bits, float(p))
-            if need > 64:
-                raise SchemaError(qa["precision"].pos, f"range at precision {p:g} needs {need} bits, over 64")
+            if need > MAX_QUANT_BITS:
+                raise SchemaError(
+                    qa["precision"].pos,
+                    f"range {lo:g}..{hi:g} at precision {p:g} needs {need} bits; a quantised value has at most "
+                    f"{MAX_QUANT_BITS} (what a double holds exactly)",
+                )
             return Quant(lo, hi, need, float(p))
         if bits_attr is None:
             raise SchemaError(r.pos, f"quantised field '{node.name}' needs precision or bits")
-        bits = _int_attr(bits_attr, 1, 64)
+        bits = _int_attr(bits_attr, 1, MAX_QUANT_BITS)
         return Quant(lo, hi, bits, (hi - lo) / ((1 << bits) - 1))
 
     def default(self, node: FieldNode, t: FieldType) -> int | float | bool:
@@ -583,17 +647,20 @@ class _Builder:
                     raise SchemaError(fn.pos, "struct fields cannot have ids")
                 a = next(a for a in fn.attrs if a.name == "id")
                 order = _int_attr(a, 0, 65535)
-                if order in ids:
-                    raise SchemaError(a.pos, f"duplicate id {order} (also at {ids[order]})")
-                ids[order] = a.pos
+                # As in flatc, a union takes two ids: its type's (id - 1) and its value's.
+                taken = [order - 1, order] if f.type.kind == "union" else [order]
+                if taken[0] < 0:
+                    raise SchemaError(a.pos, f"union field '{fn.name}' takes two ids, id - 1 for its type, so its id must be at least 1")
+                for t in taken:
+                    if t in ids:
+                        raise SchemaError(a.pos, f"duplicate id {t} (also at {ids[t]})")
+                    ids[t] = a.pos
             out.append((order, f))
         if with_id:
-            expected = set(range(len(out)))
+            expected = set(range(len(ids)))
             if set(ids) != expected:
                 gap = min(expected - set(ids))
-                raise SchemaError(node.pos, f"field ids must run 0..{len(out) - 1} without gaps; {gap} is missing")
-            if any(f.type.kind == "union" for _, f in out):
-                pass  # flatc gives a union two ids (type and value); we follow it loosely
+                raise SchemaError(node.pos, f"field ids must run 0..{len(ids) - 1} without gaps; {gap} is missing")
         return [f for _, f in sorted(out, key=lambda p: p[0])]
 
     def check_msgids(self) -> None:
