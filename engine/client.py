@@ -106,6 +106,7 @@ class Client:
         connect_timeout: float = 10.0,
         max_queue: int = 10000,
         max_frame_size: int = 16 * 1024 * 1024,
+        max_send_frame_size: int = 64 * 1024,
         ssl: Any = None,
         origin: str | None = None,
         on_frame: Callable[[bytes], None] | None = None,
@@ -122,6 +123,7 @@ class Client:
         self.connect_timeout = connect_timeout
         self.max_queue = max_queue
         self.max_frame_size = max_frame_size
+        self.max_send_frame_size = max_send_frame_size  # the server's max_frame_size default
         self.ssl = ssl
         self.origin = origin
         self.on_frame = on_frame  # test seam: every frame received, raw
@@ -138,6 +140,7 @@ class Client:
         self._ctx = self.codebook.context(max_string=1 << 20, max_vector=1 << 20)
         self._by_id: dict[int, Subscription] = {}
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._subscribing: dict[int, list[Subscription]] = {}  # by cid
         self._cids = itertools.count(1)
         self._out: list[bytes] = []
         self._out_event = asyncio.Event()
@@ -298,8 +301,16 @@ class Client:
                 await self._out_event.wait()
                 self._out_event.clear()
                 parts, self._out = self._out, []
-                if parts:
-                    await ws.send(b"".join(parts))
+                frame: list[bytes] = []
+                size = 0
+                for part in parts:
+                    if frame and size + len(part) > self.max_send_frame_size:
+                        await ws.send(b"".join(frame))
+                        frame, size = [], 0
+                    frame.append(part)
+                    size += len(part)
+                if frame:
+                    await ws.send(b"".join(frame))
         except (WSConnectionClosed, asyncio.CancelledError):
             pass
 
@@ -318,7 +329,7 @@ class Client:
         if self.on_frame is not None:
             self.on_frame(frame)
         welcome = None
-        for msg in self.codebook.decode_frame(frame, self._ctx):
+        for msg in self.codebook.iter_frame(frame, self._ctx):
             match msg:
                 case P.Welcome():
                     welcome = msg
@@ -335,7 +346,9 @@ class Client:
                         log.warning("server error %s: %s", msg.code, msg.message)
                         self._dispatch_event("#error", {"code": msg.code, "message": msg.message})
                 case P.Subscribed():
-                    self._resolve(msg.cid, msg.channels)
+                    # Map the ids now: Messages on them may follow in this very frame.
+                    subs = self._subscribing.pop(msg.cid, [])
+                    self._resolve(msg.cid, self._subscribed(subs, msg.channels))
                 case P.Emit():
                     self._dispatch_event(msg.event, self.codebook.payload_value(msg.data, self._ctx))
                 case P.SetToken():
@@ -367,6 +380,7 @@ class Client:
 
     def _fail_pending(self, exc: BaseException) -> None:
         pending, self._pending = self._pending, {}
+        self._subscribing.clear()
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(exc)
@@ -445,19 +459,21 @@ class Client:
         names = [s.name for s in subs]
         for s in subs:
             self.subscriptions[s.name] = s
+
+        def make(cid: int) -> Any:
+            self._subscribing[cid] = subs
+            return P.Subscribe(cid, names)
+
         if not wait:
-            # Resubscribing after a reconnect: the answer is handled when it comes.
+            # Resubscribing after a reconnect: the answer is applied when it comes.
             cid = next(self._cids)
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._pending[cid] = fut
-            fut.add_done_callback(lambda f: self._subscribed(subs, f.result()) if not f.exception() else None)
-            self._queue(P.Subscribe(cid, names))
+            self._pending[cid] = asyncio.get_running_loop().create_future()
+            self._queue(make(cid))
             return
         try:
-            infos = await self._request(lambda cid: P.Subscribe(cid, names), timeout)
+            errors = await self._request(make, timeout)
         except TimeoutError:
             raise Timeout("no answer to subscribe in time") from None
-        errors = self._subscribed(subs, infos)
         if errors:
             raise errors[0]
 

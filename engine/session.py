@@ -51,6 +51,7 @@ class Session:
         "last_ping",
         "rate",
         "over_rate_since",
+        "last_refused",
         "last_rate_error",
         "pending_calls",
         "out",
@@ -71,6 +72,7 @@ class Session:
         self.last_ping = now
         self.rate = TokenBucket(limits.max_messages_per_second, limits.message_burst, now)
         self.over_rate_since: float | None = None
+        self.last_refused = -1e9
         self.last_rate_error = -1e9
         self.pending_calls = 0
         self.out: list[bytes] | None = None
@@ -80,7 +82,7 @@ class Session:
         self.close_reason = ""
 
     # -- inbound ---------------------------------------------------------------------------
-    def receive(self, frame: bytes, now: float) -> list[Any]:
+    def receive(self, frame: bytes, now: float, text: bool = False) -> list[Any]:
         """The messages in one inbound frame that the services must handle, in order."""
         if self.state == CLOSING:
             return []
@@ -90,6 +92,9 @@ class Session:
         self.last_heard = now
         if len(frame) > self.limits.max_frame_size:
             self.fail(CloseCode.MESSAGE_TOO_BIG, "frame over max_frame_size")
+            return []
+        if text is not self.codec.text:
+            self.fail(CloseCode.MALFORMED, "text frame for a binary codec" if text else "binary frame for a text codec")
             return []
         try:
             msgs = self.codec.decode(frame, self.ctx)
@@ -126,7 +131,6 @@ class Session:
                 if self._over_rate(msg, now):
                     return []
                 continue
-            self.over_rate_since = None
             if kind is P.Call:
                 if self.pending_calls >= self.limits.max_pending_calls:
                     stats.limit_errors += 1
@@ -140,9 +144,11 @@ class Session:
         """Refuse one message over the rate; True when the flood closed the connection."""
         stats = self.stats
         stats.rate_limited += 1
-        if self.over_rate_since is None:
+        # A flood is refusals that keep coming: one quiet second ends it.
+        if self.over_rate_since is None or now - self.last_refused > 1.0:
             self.over_rate_since = now
-        elif now - self.over_rate_since > self.limits.flood_close_after:
+        self.last_refused = now
+        if now - self.over_rate_since > self.limits.flood_close_after:
             self.fail(CloseCode.FLOOD, "max_messages_per_second exceeded for too long")
             return True
         cid = getattr(msg, "cid", 0)

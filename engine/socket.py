@@ -143,7 +143,7 @@ class Socket:
     # -- transport callbacks -----------------------------------------------------------------
     def on_frame(self, data: bytes, text: bool) -> None:
         worker = self.worker
-        msgs = self.session.receive(data, worker.loop.time())
+        msgs = self.session.receive(data, worker.loop.time(), text)
         if msgs:
             worker.dispatch(self, msgs)
         session = self.session
