@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import struct as _struct
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -467,8 +467,11 @@ class StructLayout:
     def _wire(f: StructField) -> Any:
         if f.sub is not None:
             return f.sub.wire_dtype
-        if f.quant is not None:
+        if f.quant is not None or f.kind == "bool":
             return _uint_dtype(f.width // 8)
+        if f.kind in ("int", "uint"):
+            # `bits: 16` on an int field makes it 16 bits wide on the wire, not 32.
+            return np.dtype(f"<{'i' if f.kind == 'int' else 'u'}{f.width // 8}")
         return scalar_dtype(f.scalar)
 
     # -- arrays ----------------------------------------------------------------------------
@@ -759,7 +762,11 @@ class Codebook:
 
     def decode_frame(self, data: bytes, ctx: DecodeContext) -> list[Any]:
         """Every message in a frame, or DecodeError; never another exception."""
-        out = []
+        return list(self.iter_frame(data, ctx))
+
+    def iter_frame(self, data: bytes, ctx: DecodeContext) -> Iterator[Any]:
+        """The messages of a frame one by one, so the caller can update `ctx` between
+        them (a Subscribed announces the channel types of the Messages after it)."""
         pos, end = 0, len(data)
         if end == 0:
             raise DecodeError("empty frame")
@@ -775,12 +782,11 @@ class Codebook:
                 if mt is None:
                     raise UnknownType(t)
                 msg, pos = mt.decode(data, pos, ctx)
-                out.append(msg)
+                yield msg
         except (IndexError, _struct.error, OverflowError) as exc:
             raise DecodeError(f"truncated message ({exc})") from None
         if pos != end:
             raise DecodeError("message runs past the end of the frame")
-        return out
 
     def decode_one(self, data: bytes, ctx: DecodeContext) -> Any:
         msgs = self.decode_frame(data, ctx)
