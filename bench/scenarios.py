@@ -1,0 +1,176 @@
+"""The scenarios: what is measured, with which parameters, and what counts as a unit.
+
+Two kinds of measurement (bench/measure.py):
+
+- "window": the load runs, the harness waits `warm_s`, then measures server CPU and the
+  load's counters over `window_s`. The main figure is server CPU time per unit.
+- "memory": the load opens idle connections step by step (`steps`); after `settle_s`
+  (and a garbage collection, when the server takes commands) the harness reads the
+  server tree's memory. The main figure is KiB per connection at the last step.
+
+Every parameter is passed to the load generator's "setup", so a system's load reads the
+ones it needs. `quick` overrides parameters for the smoke-test form (`--quick`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A figure computed from the window's deltas: numerator / denominator * scale.
+    Names available: "cpu_us", "user_us", "sys_us", "wall_s", "units", and every counter
+    the load reports in "sample" (for example "bytes", "published", "entity_updates")."""
+
+    name: str
+    numerator: str
+    denominator: str
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    kind: str  # "window" or "memory"
+    unit: str  # what one unit is: "delivery", "op", "round trip", "tick", "connection"
+    params: Mapping[str, Any]
+    quick: Mapping[str, Any] = field(default_factory=dict)
+    baseline: str = ""  # the system the others are compared with
+    headline: bool = False  # headline scenarios get 5 runs per system, others 3
+    main: str = "cpu_us_per_unit"  # the figure compared: table, ratios, chart
+    main_label: str = ""  # how the chart's axis names the main figure
+    columns: tuple[str, ...] = ()  # further figures shown in the table
+    derived: tuple[Derived, ...] = ()
+    what: str = ""  # one sentence for the README: what the load does
+
+    def params_for(self, quick: bool, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        p = dict(self.params)
+        if quick:
+            p.update(self.quick)
+        if overrides:
+            p.update(overrides)
+        if self.kind == "window":
+            # The load must stop by itself, even if the harness never sends "stop".
+            p.setdefault("max_s", float(p["warm_s"]) + float(p["window_s"]) + 30.0)
+        return p
+
+    def runs(self, quick: bool) -> int:
+        if quick:
+            return 1
+        return 5 if self.headline else 3
+
+
+FANOUT = Scenario(
+    name="fanout",
+    title="Fan-out to 1,000 subscribers of one channel",
+    kind="window",
+    unit="delivery",
+    params={
+        "subscribers": 1000,
+        "rate": 10,  # publishes per second; every system gets the same offered load
+        "burst": 1,  # publishes sent back to back each time (20: twenty share a flush)
+        "size": 32,  # bytes of application data per message
+        "sample_every": 100,  # one subscriber in 100 measures latency
+        "warm_s": 3,
+        "window_s": 15,
+        "drain_s": 2,
+    },
+    quick={"warm_s": 1, "window_s": 3, "drain_s": 1},
+    baseline="websockets",
+    headline=True,
+    main_label="server CPU µs per delivered message",
+    columns=("units_per_s", "lat_p50_ms", "lat_p99_ms", "server_cpu_util"),
+    what="one publisher sends `rate` small messages per second to a channel with 1,000 "
+    "subscribers (for the floors: a broadcast of the message, built once, to 1,000 clients)",
+)
+
+CHURN = Scenario(
+    name="churn",
+    title="Channel churn: subscribe + unsubscribe",
+    kind="window",
+    unit="op",
+    params={"inflight": 1000, "max_channels": 5_000_000, "warm_s": 2, "window_s": 10},
+    quick={"warm_s": 1, "window_s": 3},
+    baseline="socketcluster",
+    headline=True,
+    main_label="server CPU µs per subscribe or unsubscribe",
+    columns=("units_per_s", "server_cpu_util"),
+    what="one connection subscribes to fresh channel names (acknowledged, up to `inflight` "
+    "in flight) and unsubscribes each again; an op is one subscribe or one unsubscribe",
+)
+
+SINGLE = Scenario(
+    name="single",
+    title="One channel, 10 subscribers, maximum publish rate",
+    kind="window",
+    unit="delivery",
+    params={"subscribers": 10, "inflight": 100, "size": 32, "warm_s": 2, "window_s": 15},
+    quick={"warm_s": 1, "window_s": 3},
+    baseline="socketcluster",
+    main_label="server CPU µs per delivered message",
+    columns=("units_per_s", "cpu_us_per_publish", "lat_p50_ms", "server_cpu_util"),
+    derived=(Derived("cpu_us_per_publish", "cpu_us", "published"),),
+    what="a closed loop: the publisher stays at most `inflight` messages ahead of the "
+    "slowest of 10 subscribers",
+)
+
+RPC = Scenario(
+    name="rpc",
+    title="Procedure round trips, 100 concurrent clients",
+    kind="window",
+    unit="round trip",
+    params={"clients": 100, "size": 32, "sample_every": 1, "warm_s": 1, "window_s": 10},
+    quick={"warm_s": 1, "window_s": 3},
+    baseline="websockets",
+    main_label="server CPU µs per round trip",
+    columns=("units_per_s", "lat_p50_ms", "lat_p99_ms", "server_cpu_util"),
+    what="each of 100 connections keeps one 32-byte request in flight (closed loop)",
+)
+
+MEMORY = Scenario(
+    name="memory",
+    title="Idle connection memory",
+    kind="memory",
+    unit="connection",
+    params={"steps": [0, 1000, 5000], "settle_s": 3},
+    quick={"settle_s": 1},
+    baseline="websockets",
+    headline=True,
+    main="kib_per_conn",
+    main_label="server KiB per idle connection (at the last step)",
+    columns=("kib_per_conn_at_1000", "rss_kib_at_0"),
+    what="idle connections (handshake done, nothing subscribed) are opened in steps; the "
+    "server tree's resident memory is read at each step after a settle and a GC",
+)
+
+MMO = Scenario(
+    name="mmo",
+    title="MMO room: moving entities, 20 Hz",
+    kind="window",
+    unit="tick",
+    params={
+        "entities": 5000,
+        "clients": 100,
+        "hz": 20,
+        "move_frac": 1.0,  # share of the entities moving each tick
+        "view_frac": 0.1,  # share of the entities each client sees (0: all)
+        "warm_s": 3,
+        "window_s": 15,
+    },
+    quick={"entities": 1000, "clients": 10, "warm_s": 1, "window_s": 3},
+    baseline="colyseus",
+    main_label="server CPU µs per tick",
+    columns=("bytes_per_entity_update", "bytes_per_client_tick", "units_per_s", "server_cpu_util"),
+    derived=(
+        Derived("bytes_per_entity_update", "bytes", "entity_updates"),
+        Derived("bytes_per_client_tick", "bytes", "messages"),
+    ),
+    what="a room of `entities` entities {x, y: float32, k: uint8}, `move_frac` of them moving "
+    "each tick at `hz`; each of `clients` clients sees `view_frac` of them",
+)
+
+ALL = (FANOUT, CHURN, SINGLE, RPC, MEMORY, MMO)
