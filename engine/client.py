@@ -32,10 +32,16 @@ from .codec import PACKED_SUBPROTOCOL
 from .errors import ConnectionClosed, RemoteError, Timeout, reconnect_allowed
 from .packed import Codebook, DecodeError, Payload
 
-__all__ = ["Client", "Subscription", "CLIENT_NAME"]
+__all__ = ["Client", "Subscription", "CLIENT_NAME", "reconnect_delay"]
 
 CLIENT_NAME = "tickwire-py/0.1"
 log = logging.getLogger("tickwire.client")
+
+
+def reconnect_delay(attempt: int, min_backoff: float, max_backoff: float, jitter: float, r: float) -> float:
+    """Exponential backoff with jitter: min * 2**attempt, capped, shortened by up to
+    `jitter` of itself (r in [0, 1)), so clients that lost the same server spread out."""
+    return min(max_backoff, min_backoff * (2 ** min(attempt, 32))) * (1 - jitter * r)
 
 
 class Subscription:
@@ -219,8 +225,7 @@ class Client:
             self._fail_pending(ConnectionClosed(self.close_code, self.close_reason))
             if self._closing or not self.reconnect or not reconnect_allowed(self.close_code):
                 break
-            delay = min(self.max_backoff, self.min_backoff * (2**attempt))
-            delay *= 1 - self.jitter * self.rng()
+            delay = reconnect_delay(attempt, self.min_backoff, self.max_backoff, self.jitter, self.rng())
             attempt += 1
             await asyncio.sleep(delay)
         for sub in self.subscriptions.values():

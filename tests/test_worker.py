@@ -390,7 +390,7 @@ def test_health_and_static_files(tmp_path):
 
 def test_deliveries_to_a_slow_reader_are_dropped_not_queued():
     app = make_app(send_buffer_high_water=64 * 1024, max_messages_per_second=100000, message_burst=100000)
-    n, blob = 1500, "x" * 8000
+    n, blob = 700, "x" * 8000
 
     async def scenario():
         async with serving(app) as w, client(w) as fast:
@@ -411,7 +411,6 @@ def test_deliveries_to_a_slow_reader_are_dropped_not_queued():
             await eventually(lambda: len(f.queue) == n, timeout=20)  # the fast client got everything
             assert sock.backlogged and w.stats.drops > 0
             assert sock.conn.buffered() < 1024 * 1024  # bounded by the high-water mark, not a queue
-            slow.transport.resume_reading()
-            await slow.close()
+            slow.transport.abort()
 
     arun(scenario(), timeout=40)
