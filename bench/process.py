@@ -203,8 +203,11 @@ class Child:
                 except BlockingIOError:
                     continue
                 if not chunk:
-                    self.popen.poll()
-                    raise ChildError(f"{self.name} closed its stdout (exit {self.popen.returncode}){self.log_tail()}")
+                    try:
+                        rc = self.popen.wait(timeout=2)
+                    except subprocess.TimeoutExpired:
+                        raise ChildError(f"{self.name} closed its stdout{self.log_tail()}") from None
+                    raise ChildError(f"{self.name} exited with code {rc}{self.log_tail()}")
                 self._buf += chunk
                 if len(self._buf) > MAX_LINE_BYTES:
                     raise ChildError(f"{self.name}: reply line over {MAX_LINE_BYTES} bytes")

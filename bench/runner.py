@@ -84,9 +84,8 @@ class Progress:
         self.done += 1
 
     def finish(self) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + self.line("done") + "\n")
-            self.stream.flush()
+        self.stream.write(("\r\x1b[2K" if self.tty else "") + self.line("done") + "\n")
+        self.stream.flush()
 
 
 MeasureFn = Callable[[System, Scenario, Mapping[str, Any], int, Env, Path], dict]

@@ -1,0 +1,441 @@
+"""The benchmark harness's own logic (bench/): statistics, run order, CPU accounting of a
+process tree, the results' shape, the README section, and one real run of a toy system
+over 127.0.0.1. No load, no timed assertions; the anchors are not needed here
+(tests/test_bench_quick.py runs them)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench import cli
+from bench.measure import Run, RunFailed, counter_deltas, measure_run, memory_metrics, window_metrics
+from bench.proc import CpuTimes, machine_description, parse_stat, tree_cpu, tree_memory, tree_pids
+from bench.process import ChildError, ProcessSpec
+from bench.report import END, START, build_results, load_results, markdown, replace_section, summarize, write_json, write_readme_section
+from bench.runner import MAX_FAILURES_IN_A_ROW, Progress, run_jobs, schedule, select
+from bench.scenarios import Derived, Scenario
+from bench.stats import paired_ratios, ratio_of_medians, spread
+from bench.system import Env, RunContext, System, Unavailable
+
+WINDOW = Scenario(
+    name="toy",
+    title="Toy scenario",
+    kind="window",
+    unit="ping",
+    params={"warm_s": 0.2, "window_s": 0.4},
+    baseline="a",
+    derived=(Derived("bytes_per_ping", "bytes", "units"), Derived("cpu_us_per_publish", "cpu_us", "published")),
+)
+MEMORY = Scenario(name="mem", title="Toy memory", kind="memory", unit="connection", params={"steps": [0, 2], "settle_s": 0}, baseline="a", main="kib_per_conn")
+
+
+# ---------------------------------------------------------------------- statistics
+
+
+def test_spread_ignores_what_is_not_a_number():
+    s = spread([3.0, None, 1.0, float("nan"), True, 2.0])
+    assert (s.median, s.min, s.max, s.n) == (2.0, 1.0, 3.0, 3)
+    assert spread([None, "x"]) is None
+
+
+def test_ratio_of_medians_with_the_range_of_paired_rounds():
+    r = ratio_of_medians([10.0, 12.0, 11.0], [5.0, 5.0, 6.0])
+    assert r.median_ratio == pytest.approx(11.0 / 5.0)
+    assert (r.min, r.max, r.pairs) == (pytest.approx(11.0 / 6.0), pytest.approx(12.0 / 5.0), 3)
+    # a failed round (None) drops out of the pairs, not out of the medians' inputs
+    assert paired_ratios([2.0, None, 4.0], [1.0, 1.0, 0.0]) == [2.0]
+    assert ratio_of_medians([1.0], [0.0]) is None
+
+
+# ---------------------------------------------------------------------- run order
+
+
+class Toy(System):
+    """A system that is never started: for run order and statuses."""
+
+    def __init__(self, name: str, scenarios=("toy",), broken: str | None = None):
+        self.name, self.label, self.scenarios, self.broken = name, name.upper(), frozenset(scenarios), broken
+
+    def prepare(self, env):
+        if self.broken:
+            raise Unavailable(self.broken)
+        return {"toy": "1.0"}
+
+    def server(self, ctx):
+        raise AssertionError("not started in these tests")
+
+    def load(self, ctx):
+        raise AssertionError("not started in these tests")
+
+
+def test_systems_are_interleaved_run_by_run_scenario_by_scenario():
+    a, b, c = Toy("a", ("toy", "mem")), Toy("b"), Toy("c", ("toy", "mem"))
+    plan = select([WINDOW, MEMORY], [a, b, c], None)
+    assert [(sc.name, [s.name for s in group]) for sc, group in plan] == [("toy", ["a", "b", "c"]), ("mem", ["a", "c"])]
+    jobs = schedule([(sc, group, 3 if sc is WINDOW else 2) for sc, group in plan])
+    order = [(j.scenario.name, j.system.name, j.run) for j in jobs]
+    assert order == [
+        ("toy", "a", 0), ("toy", "b", 0), ("toy", "c", 0),
+        ("toy", "a", 1), ("toy", "b", 1), ("toy", "c", 1),
+        ("toy", "a", 2), ("toy", "b", 2), ("toy", "c", 2),
+        ("mem", "a", 0), ("mem", "c", 0), ("mem", "a", 1), ("mem", "c", 1),
+    ]  # fmt: skip
+    assert select([WINDOW], [a, b, c], ["b"])[0][1] == [b]
+
+
+def test_run_jobs_reports_every_system_whatever_happens(tmp_path):
+    a, b, gone = Toy("a"), Toy("b"), Toy("gone", broken="node is not installed")
+    calls = []
+
+    def measure(system, scenario, params, run, env, log_dir):
+        calls.append((system.name, run))
+        if system.name == "b":
+            raise ChildError("server exited with code 1")
+        return {"cpu_us_per_unit": 10.0 + run, "user_us_per_unit": 6.0, "sys_us_per_unit": 4.0 + run, "units_per_s": 1000.0}
+
+    runs = MAX_FAILURES_IN_A_ROW + 2
+    jobs = schedule([(WINDOW, [a, b, gone], runs)])
+    stream = io.StringIO()
+    records, prepared = run_jobs(jobs, {"toy": {}}, Env(cache=tmp_path), tmp_path, measure, Progress(len(jobs), stream), {"cpu_model": "toy"})
+    expected = []
+    for i in range(runs):
+        expected += [("a", i)] + ([("b", i)] if i < MAX_FAILURES_IN_A_ROW else [])
+    assert calls == expected  # "gone" is never started; "b" stops after its failures
+    status = {(r["system"], r["run"]): r["status"] for r in records}
+    assert [status[("a", i)] for i in range(runs)] == ["ok"] * runs
+    assert [status[("b", i)] for i in range(runs)] == ["failed"] * MAX_FAILURES_IN_A_ROW + ["skipped"] * (runs - MAX_FAILURES_IN_A_ROW)
+    assert [status[("gone", i)] for i in range(runs)] == ["unavailable"] * runs
+    assert all(r["machine"] == {"cpu_model": "toy"} and "error" in r for r in records if r["status"] != "ok")
+    assert prepared["gone"] == {"status": "unavailable", "versions": {}, "error": "node is not installed"}
+    assert prepared["a"]["versions"] == {"toy": "1.0"}
+    assert f"{len(jobs)}/{len(jobs)}" in stream.getvalue()
+
+
+def test_progress_line_counts_and_estimates():
+    clock = iter([0.0, 0.0, 30.0]).__next__
+    p = Progress(4, io.StringIO(), width=8, clock=clock)
+    assert p.line("x").startswith("[........] 0/4 x (elapsed 0:00")
+    p.advance()
+    assert p.line("fanout") == "[##......] 1/4 fanout (elapsed 0:30, about 1:30 left)"
+
+
+# ---------------------------------------------------------------------- figures
+
+
+def test_window_metrics_from_raw_readings():
+    before = {"t": 10.0, "units": 1000, "bytes": 5000, "published": 10, "open": 5}
+    after = {"t": 12.0, "units": 5000, "bytes": 25000, "published": 50, "open": 5, "lat_p50_ms": 3.0, "lat_p99_ms": 9.0, "lat_n": 40}
+    m = window_metrics(WINDOW, CpuTimes(0.03, 0.01), 2.5, before, after, CpuTimes(0.5, 0.0), busy_s=1.6)
+    assert m["units"] == 4000
+    assert m["cpu_us_per_unit"] == pytest.approx(10.0)
+    assert (m["user_us_per_unit"], m["sys_us_per_unit"]) == (pytest.approx(7.5), pytest.approx(2.5))
+    assert m["units_per_s"] == pytest.approx(2000.0)  # the load's own clock: 4000 in 2.0 s
+    assert m["server_cpu_util"] == pytest.approx(0.016)
+    assert m["load_cpu_util"] == pytest.approx(0.2)
+    assert m["other_cpu_util"] == pytest.approx((1.6 - 0.04 - 0.5) / 2.5)
+    assert m["bytes_per_ping"] == pytest.approx(5.0)
+    assert m["cpu_us_per_publish"] == pytest.approx(1000.0)
+    assert (m["lat_p50_ms"], m["lat_p99_ms"]) == (3.0, 9.0)
+    assert m["counts"] == {"units": 4000, "bytes": 20000, "published": 40, "open": 0}
+    with pytest.raises(RunFailed):
+        window_metrics(WINDOW, CpuTimes(1, 0), 1.0, before, before)
+
+
+def test_counter_deltas_skip_latency_time_and_non_numbers():
+    assert counter_deltas({"a": 1, "t": 1, "lat_n": 1, "s": "x", "b": True}, {"a": 4, "t": 9, "lat_n": 5, "s": "y", "b": False, "new": 3}) == {"a": 3}
+
+
+def test_memory_metrics_per_connection_relative_to_the_first_step():
+    m = memory_metrics([{"conns": 0, "rss_kib": 1000, "pss_kib": 900}, {"conns": 1000, "rss_kib": 15000, "pss_kib": 13900}, {"conns": 5000, "rss_kib": 73500}])
+    assert m["rss_kib_at_0"] == 1000
+    assert m["kib_per_conn_at_1000"] == pytest.approx(14.0)
+    assert m["pss_kib_per_conn_at_1000"] == pytest.approx(13.0)
+    assert m["kib_per_conn_at_5000"] == m["kib_per_conn"] == pytest.approx(14.5)
+    with pytest.raises(RunFailed):
+        memory_metrics([{"conns": 0, "rss_kib": 1}])
+
+
+# ---------------------------------------------------------------------- /proc
+
+
+def test_parse_stat_with_a_name_full_of_spaces_and_parentheses():
+    fields = ["S", "41", "42", "42", "0", "-1", "4194560", "0", "0", "0", "0", "250", "50", "30", "20"] + ["0"] * 37
+    st = parse_stat(f"4242 (my (odd) name) {' '.join(fields)}\n")
+    assert (st.pid, st.ppid) == (4242, 41)
+    tck = os.sysconf("SC_CLK_TCK")
+    assert st.own == CpuTimes(250 / tck, 50 / tck)
+    assert st.reaped == CpuTimes(30 / tck, 20 / tck)
+
+
+# A parent that, on "go", starts a child that burns CPU (a fixed amount of work, not a
+# time) and reports its own CPU time, reaps it, then starts a second one that burns and
+# stays alive. Its stdout says what happened.
+TREE_SCRIPT = textwrap.dedent(
+    """
+    import os, subprocess, sys
+    BURN = "import os, sys\\nx = 0\\nfor i in range(int(sys.argv[1])): x += i\\nt = os.times()\\nprint(t.user + t.system, flush=True)\\nsys.stdin.readline() if len(sys.argv) > 2 else None"
+    print("started", flush=True)
+    sys.stdin.readline()
+    done = subprocess.run([sys.executable, "-c", BURN, sys.argv[1]], capture_output=True, text=True)
+    print("reaped", done.stdout.strip(), flush=True)
+    alive = subprocess.Popen([sys.executable, "-c", BURN, sys.argv[1], "stay"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    print("alive", alive.pid, alive.stdout.readline().strip(), flush=True)
+    sys.stdin.readline()
+    alive.stdin.close()
+    alive.wait()
+    """
+)
+
+
+def test_tree_cpu_counts_live_descendants_and_reaped_children():
+    p = subprocess.Popen([sys.executable, "-c", TREE_SCRIPT, "4000000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "started"
+        before = tree_cpu(p.pid)
+        assert before.processes == 1
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        reaped_line = p.stdout.readline().split()
+        alive_line = p.stdout.readline().split()
+        reaped_cpu, alive_pid, alive_cpu = float(reaped_line[1]), int(alive_line[1]), float(alive_line[2])
+        after = tree_cpu(p.pid)
+        assert alive_pid in tree_pids(p.pid)
+        assert after.processes == 2
+        assert reaped_cpu > 0.05 and alive_cpu > 0.05  # enough work to dwarf the 10 ms ticks
+        # Both children's CPU is in the window: the reaped one through the parent's cutime.
+        tick = 1 / os.sysconf("SC_CLK_TCK")
+        assert (after.cpu - before.cpu).total >= reaped_cpu + alive_cpu - 4 * tick
+        mem = tree_memory(p.pid)
+        assert mem["processes"] == 2 and mem["rss_kib"] > 0
+    finally:
+        p.stdin.close()
+        p.wait(timeout=30)
+
+
+def test_machine_description_names_what_was_measured_on():
+    m = machine_description()
+    assert {"cpu_model", "cores", "kernel", "python", "node", "date"} <= set(m)
+    assert m["cores"] >= 1 and m["kernel"] and m["date"][:2] == "20"
+
+
+# ---------------------------------------------------------------------- results and README
+
+
+def _records():
+    recs = []
+    for run in range(3):
+        recs.append({"scenario": "toy", "system": "a", "run": run, "status": "ok", "cpu_us_per_unit": 10.0 + run, "units_per_s": 100.0, "elapsed_s": 1.0})
+        recs.append({"scenario": "toy", "system": "b", "run": run, "status": "ok" if run != 1 else "failed", "cpu_us_per_unit": 20.0 + 4 * run, "units_per_s": 90.0})
+        recs.append({"scenario": "toy", "system": "gone", "run": run, "status": "unavailable", "error": "npm is missing"})
+    return recs
+
+
+def _doc():
+    machine = {"cpu_model": "Toy CPU", "cores": 2, "kernel": "6.0", "os": "Linux", "python": "CPython 3.11.7", "node": "v20", "date": "2026-11-25T12:00:00+00:00"}
+    prepared = {"a": {"status": "ok", "versions": {"a": "1"}}, "b": {"status": "ok", "versions": {}}, "gone": {"status": "unavailable", "versions": {}, "error": "npm is missing"}}
+    return build_results([WINDOW], {"a": "System A", "b": "System B"}, _records(), prepared, machine, {"toy": {"warm_s": 1}}, {"quick": False})
+
+
+def test_results_hold_one_summary_per_scenario_and_system_plus_every_run(tmp_path):
+    doc = _doc()
+    path = tmp_path / "r.json"
+    write_json(path, doc)
+    back = load_results(path)
+    assert back == json.loads(json.dumps(doc))
+    assert [(s["scenario"], s["system"], s["status"]) for s in back["summaries"]] == [("toy", "a", "ok"), ("toy", "b", "partial"), ("toy", "gone", "unavailable")]
+    a, b, gone = back["summaries"]
+    assert a["cpu_us_per_unit"] == a["median"]["cpu_us_per_unit"] == 11.0
+    assert a["range"]["cpu_us_per_unit"] == [10.0, 12.0]
+    assert a["ratio"] is None and a["versions"] == {"a": "1"} and a["machine"]["cpu_model"] == "Toy CPU"
+    assert "run" not in a["median"] and "elapsed_s" not in a["median"]
+    assert (b["runs"], b["runs_ok"], b["median"]["cpu_us_per_unit"]) == (3, 2, 24.0)
+    # ratio of medians 24/11; per-round pairs only where both ran: 20/10 and 28/12
+    assert b["ratio"]["ratio"] == pytest.approx(24 / 11)
+    assert (b["ratio"]["min"], b["ratio"]["max"], b["ratio"]["pairs"]) == (pytest.approx(2.0), pytest.approx(28 / 12), 2)
+    assert gone["error"] == "npm is missing" and gone["cpu_us_per_unit"] is None
+    assert len(back["runs"]) == 9 and back["systems"]["gone"]["status"] == "unavailable"
+    assert back["scenarios"][0]["name"] == "toy" and back["machine"]["cores"] == 2
+    with pytest.raises(ValueError):
+        (tmp_path / "other.json").write_text("{}")
+        load_results(tmp_path / "other.json")
+
+
+def test_summary_of_a_system_that_never_ran():
+    s = summarize(WINDOW, "x", [{"scenario": "toy", "system": "x", "run": 0, "status": "failed", "error": "boom"}], None)
+    assert (s["status"], s["runs_ok"], s["median"], s["error"]) == ("failed", 0, {}, "boom")
+
+
+def test_markdown_has_the_date_the_machine_a_table_per_scenario_and_the_chart():
+    text = markdown(_doc(), chart="results/r.png", source="results/r.json")
+    assert "2026-11-25" in text and "Toy CPU, 2 cores" in text and "Node v20" in text
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("| system |"))
+    assert lines[head] == "| system | server CPU µs / ping | vs a | runs |"
+    assert lines[head + 2] == "| System A | 11.0 (10.0–12.0) | 1 (baseline) | 3/3 |"
+    assert lines[head + 3] == "| System B | 24.0 (20.0–28.0) | 2.18× (2.00–2.33) | 2/3 |"
+    assert lines[head + 4].startswith("| gone | unavailable: npm is missing |")
+    assert "![Benchmark chart: lower is better](results/r.png)" in text
+
+
+def test_readme_section_goes_between_the_markers_and_nowhere_else(tmp_path):
+    readme = tmp_path / "docs" / "README.md"
+    readme.parent.mkdir()
+    chart, source = tmp_path / "bench" / "results" / "r.png", tmp_path / "bench" / "results" / "r.json"
+    write_readme_section(readme, _doc(), chart, source)  # no file yet: created
+    first = readme.read_text()
+    assert first.startswith(START) and first.rstrip().endswith(END)
+    assert "](../bench/results/r.png)" in first and "`../bench/results/r.json`" in first
+
+    readme.write_text("# Tickwire\n\nIntro.\n\n## Performance\n\n" + START + "\nold table\n" + END + "\n\n## License\n\nMIT\n")
+    write_readme_section(readme, _doc(), chart, source)
+    text = readme.read_text()
+    assert text.startswith("# Tickwire\n\nIntro.\n\n## Performance\n\n" + START + "\n")
+    assert text.endswith(END + "\n\n## License\n\nMIT\n")
+    assert "old table" not in text and text.count(START) == 1 and text.count(END) == 1
+    write_readme_section(readme, _doc(), chart, source)
+    assert readme.read_text() == text  # idempotent
+
+    assert replace_section("no markers", "body") == "no markers\n\n" + START + "\nbody\n" + END + "\n"
+
+
+def test_report_command_rewrites_the_section_from_a_results_file(tmp_path):
+    results = tmp_path / "r.json"
+    write_json(results, _doc())
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n")
+    assert cli.main(["--report", str(results), "--readme", str(readme), "--no-chart"]) == 0
+    assert readme.read_text().startswith("# Title\n\n" + START) and "System B" in readme.read_text()
+
+
+def test_parse_set_reads_json_values():
+    assert cli.parse_set(["fanout.rate=20", "memory.steps=[0,10]", "mmo.name=x"]) == {"fanout": {"rate": 20}, "memory": {"steps": [0, 10]}, "mmo": {"name": "x"}}
+    with pytest.raises(ValueError):
+        cli.parse_set(["rate=20"])
+
+
+# ---------------------------------------------------------------------- one real run
+
+# A toy server: counts TCP lines and answers each; "stats" and "gc" on stdin.
+TOY_SERVER = textwrap.dedent(
+    """
+    import json, os, socket, sys, threading
+    port = int(sys.argv[1])
+    srv = socket.create_server(("127.0.0.1", port))
+    served = [0]
+    def conn(c):
+        f = c.makefile("rwb")
+        for line in f:
+            served[0] += 1
+            f.write(line); f.flush()
+    def accept():
+        while True:
+            c, _ = srv.accept()
+            threading.Thread(target=conn, args=(c,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)["cmd"]
+        if cmd == "quit":
+            os._exit(0)
+        print(json.dumps({"served": served[0]} if cmd == "stats" else {"ok": True}), flush=True)
+    """
+)
+
+# A toy load: the load protocol; a thread sends lines and counts answers (bounded by count).
+TOY_LOAD = textwrap.dedent(
+    """
+    import json, os, socket, sys, threading, time
+    st = {"units": 0, "running": False}
+    def loop(port, limit):
+        c = socket.create_connection(("127.0.0.1", port))
+        f = c.makefile("rwb")
+        for i in range(limit):
+            while not st["running"]:
+                time.sleep(0.01)
+            f.write(b"ping\\n"); f.flush()
+            f.readline()
+            st["units"] += 1
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        name = cmd["cmd"]
+        if name == "quit":
+            os._exit(0)
+        if name == "setup":
+            threading.Thread(target=loop, args=(cmd["port"], 2_000_000), daemon=True).start()
+            out = {"ok": True, "connected": 1}
+        elif name == "start":
+            st["running"] = True
+            out = {"ok": True}
+        elif name == "sample":
+            out = {"t": time.monotonic(), "units": st["units"], "bytes": 5 * st["units"], "lat_p50_ms": 0.1}
+        elif name == "stop":
+            st["running"] = False
+            out = {"ok": True}
+        elif name == "connect":
+            out = {"connected": cmd["n"]}
+        else:
+            out = {"error": "unknown"}
+        print(json.dumps(out), flush=True)
+    """
+)
+
+
+class ToyNet(System):
+    name, label, scenarios = "a", "toy", frozenset({"toy", "mem"})
+
+    def __init__(self, tmp: Path, server_argv_extra=()):
+        (tmp / "server.py").write_text(TOY_SERVER)
+        (tmp / "load.py").write_text(TOY_LOAD)
+        self.tmp, self.extra = tmp, list(server_argv_extra)
+
+    def server(self, ctx: RunContext) -> ProcessSpec:
+        return ProcessSpec([sys.executable, str(self.tmp / "server.py"), str(ctx.port), *self.extra])
+
+    def load(self, ctx: RunContext) -> ProcessSpec:
+        return ProcessSpec([sys.executable, str(self.tmp / "load.py")])
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_real_window_run_of_a_toy_system(tmp_path):
+    run = Run(ToyNet(tmp_path), WINDOW, WINDOW.params_for(False), 0, Env(cache=tmp_path), tmp_path)
+    m = run.measure()
+    pids = [run.server.pid, run.load.pid]
+    assert m["units"] > 0 and m["cpu_us_per_unit"] > 0 and math.isfinite(m["units_per_s"])
+    assert m["bytes_per_ping"] == pytest.approx(5.0)
+    assert m["server_counters"]["served"] >= m["units"] - 1
+    assert m["server_processes"] == 1 and m["server_rss_kib"] > 0
+    assert m["lat_p50_ms"] == 0.1 and m["setup"] == {"connected": 1}
+    assert all(_gone(pid) for pid in pids)  # no orphans
+    assert (tmp_path / "toy-a-0-server.log").exists()
+
+
+def test_a_real_memory_run_of_a_toy_system(tmp_path):
+    m = measure_run(ToyNet(tmp_path), MEMORY, MEMORY.params_for(False), 0, Env(cache=tmp_path), tmp_path)
+    assert [s["conns"] for s in m["steps"]] == [0, 2]
+    assert "kib_per_conn_at_2" in m and m["kib_per_conn"] == m["kib_per_conn_at_2"]
+
+
+def test_a_server_that_dies_fails_the_run_with_its_log(tmp_path):
+    class Crashing(ToyNet):
+        def server(self, ctx):
+            return ProcessSpec([sys.executable, "-c", "import sys; print('bad config', file=sys.stderr); sys.exit(3)"])
+
+    with pytest.raises(ChildError, match=r"exited with code 3[\s\S]*bad config"):
+        measure_run(Crashing(tmp_path), WINDOW, WINDOW.params_for(False), 0, Env(cache=tmp_path), tmp_path)
