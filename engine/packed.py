@@ -14,6 +14,7 @@ left of the input before allocating.
 from __future__ import annotations
 
 import json
+import keyword
 import struct as _struct
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -364,7 +365,18 @@ def _uint_dtype(size: int) -> np.dtype | None:
 
 
 def w_scalar_vector(out: bytearray, values: Any, dtype: np.dtype) -> None:
-    arr = np.asarray(values)
+    if isinstance(values, np.ndarray):
+        arr = values
+    elif dtype.kind in "iu":
+        # A list of Python ints: numpy would turn [1, 2**64 - 1] into floats.
+        if not all(isinstance(x, (int, np.integer)) for x in values):
+            raise EncodeError(f"expected integers for a vector of {dtype}")
+        try:
+            arr = np.array(values, dtype=dtype)
+        except OverflowError:
+            raise EncodeError(f"a value is out of range for {dtype}") from None
+    else:
+        arr = np.asarray(values)
     if arr.ndim != 1:
         raise EncodeError("a vector of scalars must be one-dimensional")
     if dtype.kind in "iu" and arr.size and arr.dtype.kind not in "iub":
@@ -571,7 +583,7 @@ class StructLayout:
     def row(self, value: Any) -> tuple:
         items = []
         for f in self.fields:
-            v = getattr(value, f.name) if not isinstance(value, Mapping) else value[f.name]
+            v = getattr(value, attr_name(f.name)) if not isinstance(value, Mapping) else value[f.name]
             items.append(f.sub.row(v) if f.sub is not None else v)
         return tuple(items)
 
@@ -585,6 +597,12 @@ class StructLayout:
             v = row[f.name]
             values.append(f.sub.from_row(v) if f.sub is not None else v.item())
         return self.record(*values) if self.record else tuple(values)
+
+
+def attr_name(name: str) -> str:
+    """The attribute of a generated record that holds the schema field `name`: the name
+    itself, with an underscore after a Python keyword (`class_`)."""
+    return name + "_" if keyword.iskeyword(name) or name == "self" else name
 
 
 def _int_range(signed: bool, bits: int) -> tuple[int, int]:

@@ -9,8 +9,10 @@
 // Values (see README.md beside this file for the whole mapping):
 //   table          a plain object {$type: "Name", field: value, ...}
 //   struct         a plain object {field: value, ...}
-//   [Struct]       a struct of arrays: {field: TypedArray, ...} (nested structs nest)
-//   [scalar]       a typed array (Uint8Array for bool, BigInt64Array for long, ...)
+//   [Struct]       a struct of arrays: {field: TypedArray, ...} (nested structs nest;
+//                  bool fields are arrays of booleans)
+//   [scalar]       a typed array (Int16Array for short, BigInt64Array for long, ...);
+//                  bools are arrays of booleans (there is no boolean typed array)
 //   long, ulong    bigint; every other integer is a number
 //   union          the member's object (its $type says which) or null
 //   payload        a Payload {typeId, body} or null
@@ -328,10 +330,20 @@ export class Reader {
     return this.buf.slice(p, p + n);
   }
 
-  /** A vector of fixed-width scalars as a typed array (a copy: the frame may be reused). */
+  /** A vector of fixed-width scalars as a typed array (a copy: the frame may be reused);
+   * bools as an array of booleans, since JavaScript has no boolean typed array. */
   scalars(k, maxlen) {
     const n = this.count(maxlen, k.size);
     const p = this.take(n * k.size);
+    if (k === KINDS.bool) {
+      const flags = new Array(n);
+      for (let i = 0; i < n; i++) {
+        const b = this.buf[p + i];
+        if (b > 1) throw new DecodeError("bool byte is not 0 or 1");
+        flags[i] = b === 1;
+      }
+      return flags;
+    }
     let out;
     if (LITTLE || k.size === 1) {
       const start = this.buf.byteOffset + p;
@@ -340,9 +352,6 @@ export class Reader {
       out = new k.Array(n);
       const get = GETTERS[k.name];
       for (let i = 0; i < n; i++) out[i] = get(this.view, p + i * k.size);
-    }
-    if (k === KINDS.bool) {
-      for (let i = 0; i < n; i++) if (out[i] > 1) throw new DecodeError("bool byte is not 0 or 1");
     }
     return out;
   }
@@ -817,7 +826,7 @@ export class Codebook {
     const out = [];
     try {
       while (r.pos < r.end) {
-        const t = r.uint(Number.MAX_SAFE_INTEGER, "type id");
+        const t = r.varint();
         const mt = this.types.get(t);
         if (mt === undefined) throw new UnknownType(t);
         out.push(mt.decode(r));

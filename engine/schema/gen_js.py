@@ -254,6 +254,8 @@ class _Gen:
         self.emit("};")
 
     def array_type(self, lf: _Leaf) -> str:
+        if lf.kind == "bool":
+            return "Array"  # of booleans: there is no boolean typed array
         if lf.quant is not None:
             return "Float64Array" if lf.scalar == "float64" else "Float32Array"
         return _TYPED[lf.scalar]
@@ -290,7 +292,7 @@ class _Gen:
                 elif lf.kind == "bool":
                     self.emit(f"const {lf.var}_raw = dv.getUint8({at});", ind)
                     self.emit(f'if ({lf.var}_raw > 1) throw new _DE("{where}.{lf.where}: bool byte is not 0 or 1");', ind)
-                    self.emit(f"const {lf.var} = {lf.var}_raw{' === 1' if single else ''};", ind)
+                    self.emit(f"const {lf.var} = {lf.var}_raw === 1;", ind)
                 else:
                     acc = _DV[(lf.kind, lf.width)]
                     endian = ", true" if lf.width > 8 else ""
@@ -313,7 +315,7 @@ class _Gen:
                 self.emit(f"const {lf.var}_raw = {raw};", ind)
                 if w > 1:
                     self.emit(f'if ({lf.var}_raw > 1) throw new _DE("{where}.{lf.where}: bool bit field is over 1");', ind)
-                val = f"{lf.var}_raw === 1" if single else f"{lf.var}_raw"
+                val = f"{lf.var}_raw === 1"
             elif lf.kind == "float":
                 val = f"_f32({raw})"
             elif lf.scalar in ("int64", "uint64"):
@@ -763,6 +765,8 @@ class _Dts:
             if f.quant:
                 arr = "Float64Array" if e.scalar.bits == 64 else "Float32Array"
                 return "ArrayLike<number>" if inp else arr
+            if e.scalar.name == "bool":
+                return "ArrayLike<boolean | number>" if inp else "boolean[]"
             if e.scalar.name == "uint8":
                 return "Uint8Array | ArrayBuffer | ArrayLike<number>" if inp else "Uint8Array"
             typed = _TYPED[e.scalar.name]
@@ -814,9 +818,13 @@ class _Dts:
                 return "boolean | number"
             return "bigint | number" if big else "number"
         if mode == "array":
+            if sc.name == "bool":
+                return "boolean[]"
             if f.quant is not None:
                 return "Float64Array" if sc.name == "float64" else "Float32Array"
             return _TYPED[sc.name]
+        if sc.name == "bool":
+            return "ArrayLike<boolean | number>"
         return "ArrayLike<bigint | number>" if big else "ArrayLike<number>"
 
     def table(self, t: Table) -> None:

@@ -8,8 +8,7 @@ id is listed in MESSAGES, which engine.packed.Codebook reads.
 
 from __future__ import annotations
 
-import keyword
-
+from ..packed import attr_name
 from .model import Enum, Field, FieldType, Model, Struct, Table, Union
 from .parse import SchemaError
 
@@ -28,7 +27,9 @@ _SCALAR_DEFAULT = {"bool": "False", "float32": "0.0", "float64": "0.0"}
 
 
 def _ident(name: str) -> str:
-    return name + "_" if keyword.iskeyword(name) or name in ("self", "m", "buf", "pos", "ctx", "out") else name
+    # Generated code never takes a field's name for a local (fields are m.name, and
+    # decoded values f0, f1...), so only keywords and `self` need another name.
+    return attr_name(name)
 
 
 def _int_range(name: str, bits: int, signed: bool) -> tuple[int, int]:
