@@ -1,6 +1,7 @@
 """The `tickwire` command.
 
-    tickwire run MODULE:APP [--port 8000] ...     start a server
+    tickwire run MODULE:APP [--port 8000] [--workers N] [--brokers M]   start a server
+    tickwire restart --pid-file F                 rolling restart of its workers
     tickwire schema compile SCHEMA... --out DIR   compile schemas to Python and JS codecs
 """
 
@@ -42,27 +43,66 @@ def _limits(values: list[str]) -> dict[str, str]:
     return out
 
 
-def _run(args: argparse.Namespace) -> int:
-    from .server import run
-
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = load_app(args.app)
-    s = app.settings
-    if args.host is not None:
-        s.host = args.host
-    if args.port is not None:
-        s.port = args.port
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings given on the command line, as the names of engine.app.Settings fields."""
+    out: dict[str, Any] = {}
     if args.static:
-        s.static_dir = args.static
+        out["static_dir"] = os.path.abspath(args.static)
     if args.origin:
-        s.origins = args.origin
+        out["origins"] = args.origin
     if args.tls_cert:
-        s.tls_cert, s.tls_key = args.tls_cert, args.tls_key
+        out["tls_cert"], out["tls_key"] = os.path.abspath(args.tls_cert), os.path.abspath(args.tls_key)
     if args.compression:
-        s.compression = True
-    if args.limit:
-        app.limits = app.limits.with_overrides(**_limits(args.limit))
-    run(app)
+        out["compression"] = True
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    app = load_app(args.app)  # fail early, in the terminal, if the app does not load
+    limits = _limits(args.limit or [])
+    app.limits.with_overrides(**limits)  # validates the names
+    host = args.host or app.settings.host
+    port = args.port if args.port is not None else app.settings.port
+    if args.single:
+        from .server import run
+
+        logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        for key, value in _overrides(args).items():
+            setattr(app.settings, key, value)
+        app.limits = app.limits.with_overrides(**limits)
+        run(app, host, port)
+        return 0
+    import uvloop
+
+    from .supervisor import Supervisor
+
+    supervisor = Supervisor(
+        args.app,
+        host=host,
+        port=port,
+        workers=args.workers,
+        brokers=args.brokers,
+        scheduling=args.scheduling,
+        settings=_overrides(args),
+        limits=limits,
+        log_format=args.log_format,
+        log_level=args.log_level,
+        pid_file=args.pid_file,
+    )
+    return uvloop.run(supervisor.run())
+
+
+def _restart(args: argparse.Namespace) -> int:
+    import signal
+
+    try:
+        with open(args.pid_file) as fh:
+            pid = int(fh.read().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        print(f"cannot signal the server in {args.pid_file}: {exc}", file=sys.stderr)
+        return 1
+    print(f"rolling restart requested (supervisor pid {pid})")
     return 0
 
 
@@ -80,8 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tls-key", default=None, metavar="PEM")
     p.add_argument("--compression", action="store_true", help="enable permessage-deflate (off by default)")
     p.add_argument("--limit", action="append", metavar="NAME=VALUE", help="override a limit (see codecs/WIRE.md)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    p.add_argument("--brokers", type=int, default=1, help="broker processes sharing the channels (default 1)")
+    p.add_argument("--scheduling", choices=["reuseport", "rr"], default="reuseport", help="how connections reach workers")
+    p.add_argument("--single", action="store_true", help="one process, no supervisor (for debugging)")
+    p.add_argument("--pid-file", default=None, help="write the supervisor's pid here (for `tickwire restart`)")
+    p.add_argument("--log-format", choices=["json", "text"], default=None, help="default: text on a terminal, else JSON lines")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=_run)
+
+    r = sub.add_parser("restart", help="rolling restart of a running server's workers")
+    r.add_argument("--pid-file", required=True)
+    r.set_defaults(func=_restart)
 
     s = sub.add_parser("schema", help="schema tools")
     ssub = s.add_subparsers(dest="schema_command", required=True)

@@ -159,6 +159,8 @@ class Connection(asyncio.Protocol):
 
     def respond(self, response: Response) -> None:
         """Answer a plain HTTP request; the connection closes after it."""
+        if self.transport is None or self.transport.is_closing():
+            return
         self.ws.send_response(response)
         self.write_pending()
 

@@ -117,6 +117,8 @@ class Worker:
         self._socket_seq = 0
         self._stopping = False
         self.static_roots = [r for r in (self.settings.static_dir, DEFAULT_STATIC) if r]
+        self.control: Any = None  # the supervisor's control link, in a cluster
+        self.ssl_context: ssl.SSLContext | None = None
         self.started_at = time.time()
 
     def _install_publish_out(self) -> None:
@@ -137,18 +139,24 @@ class Worker:
         sock: Any = None,
         reuse_port: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        listen: bool = True,
     ) -> None:
+        """Start serving: on `sock` (a listening socket handed down by the supervisor), on
+        host:port, or (listen=False) only on connections passed to accept_socket()."""
         self.loop = asyncio.get_running_loop()
         settings = self.settings
         if ssl_context is None and settings.tls_cert:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        self.ssl_context = ssl_context
         await self.bus.start()
         for fn in self.app.on_start:
             result = fn(self)
             if inspect.isawaitable(result):
                 await result
-        if sock is not None:
+        if not listen:
+            pass
+        elif sock is not None:
             self.server = await self.loop.create_server(self._protocol, sock=sock, ssl=ssl_context, backlog=1024)
         else:
             self.server = await self.loop.create_server(
@@ -165,6 +173,13 @@ class Worker:
     def port(self) -> int:
         assert self.server is not None
         return self.server.sockets[0].getsockname()[1]
+
+    def accept_socket(self, sock: Any) -> None:
+        """Serve a connection accepted elsewhere (the supervisor, in 'rr' scheduling)."""
+        if self._stopping:
+            sock.close()
+            return
+        self._spawn(self.loop.connect_accepted_socket(self._protocol, sock, ssl=self.ssl_context))
 
     async def stop(self, timeout: float | None = None, code: int = 1001, reason: str = "server shutting down") -> None:
         """Stop accepting, close every client with `code` (going away), wait, then stop."""
@@ -276,15 +291,30 @@ class Worker:
     def _http(self, conn: Connection, request: Request) -> None:
         self.stats.http_requests += 1
         path = request.path.split("?", 1)[0]
-        if path == "/health":
-            return conn.respond(json_response(self.health()))
-        if path == "/metrics":
+        if path in ("/health", "/metrics"):
+            if self.control is not None:
+                # In a cluster every worker answers with the figures the supervisor gathers.
+                self._spawn(self._cluster_answer(conn, path))
+                return None
+            if path == "/health":
+                return conn.respond(json_response(self.health()))
             body = prometheus_text([({"process": self.process}, self.stats.as_dict())])
             return conn.respond(text_response(body))
         route = self.app.routes.get(path)
         if route is not None:
             return conn.respond(route(request))
         conn.respond(static_file(self.static_roots, path))
+
+    async def _cluster_answer(self, conn: Connection, path: str) -> None:
+        try:
+            body = await self.control.ask(path.strip("/"))
+        except (ConnectionError, asyncio.TimeoutError):
+            conn.respond(text_response("supervisor unavailable\n", 503))
+            return
+        if path == "/health":
+            conn.respond(json_response(body, 200 if body.get("status") == "ok" else 503))
+        else:
+            conn.respond(text_response(body))
 
     def health(self) -> dict[str, Any]:
         return {
