@@ -43,11 +43,19 @@ def draw(doc: Mapping[str, Any], out: Path) -> Path:
     for r in range(nrows):
         chunk = scenarios[r * ncols : (r + 1) * ncols]
         rows_h.append(max(len(by[sc["name"]]) for sc in chunk) * 0.42 + 1.1)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, sum(rows_h) + 0.9), gridspec_kw={"height_ratios": rows_h}, squeeze=False)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(7 * ncols, sum(rows_h) + 0.9),
+        gridspec_kw={"height_ratios": rows_h},
+        squeeze=False,
+        layout="constrained",
+    )
     for ax in axes.flat[len(scenarios) :]:
         ax.set_visible(False)
-    for ax, sc in zip(axes.flat, scenarios):
-        _panel(ax, sc, by[sc["name"]])
+    for i, (ax, sc) in enumerate(zip(axes.flat, scenarios)):
+        row = scenarios[(i // ncols) * ncols : (i // ncols + 1) * ncols]
+        _panel(ax, sc, by[sc["name"]], slots=max(len(by[x["name"]]) for x in row))
     m = doc.get("machine", {})
     quick = " — quick run (smoke test)" if doc.get("options", {}).get("quick") else ""
     fig.suptitle(
@@ -55,14 +63,14 @@ def draw(doc: Mapping[str, Any], out: Path) -> Path:
         f"Linux {m.get('kernel', '?')}{quick}\nmedian of runs, line = range of runs; lower is better",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / (sum(rows_h) + 0.9)))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
 
 
-def _panel(ax, sc: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> None:
+def _panel(ax, sc: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], slots: int) -> None:
+    """One scenario's bars; `slots` rows of room, so bars are as thick in every panel."""
     main = sc["main"]
     labels, values, lows, highs, colors, notes = [], [], [], [], [], []
     for s in rows:
@@ -88,9 +96,18 @@ def _panel(ax, sc: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> None
             colors.append("white")
             notes.append(s["status"])
     y = list(range(len(rows)))
-    ax.barh(y, values, xerr=[lows, highs], color=colors, edgecolor="#444", linewidth=0.5, error_kw={"elinewidth": 1, "capsize": 3})
+    ax.barh(
+        y,
+        values,
+        height=0.7,
+        xerr=[lows, highs],
+        color=colors,
+        edgecolor="#444",
+        linewidth=0.5,
+        error_kw={"elinewidth": 1, "capsize": 3},
+    )
     ax.set_yticks(y, labels, fontsize=8)
-    ax.invert_yaxis()
+    ax.set_ylim(max(slots, len(rows)) - 0.5, -0.5)
     top = max([v + h for v, h in zip(values, highs)] + [1e-9])
     ax.set_xlim(0, top * 1.45)
     for yi, v, h, note in zip(y, values, highs, notes):

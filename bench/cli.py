@@ -53,21 +53,38 @@ def parse_set(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m bench", description="Tickwire benchmarks: Tickwire and the anchors, side by side.")
+    ap = argparse.ArgumentParser(
+        prog="python -m bench", description="Tickwire benchmarks: Tickwire and the anchors, side by side."
+    )
     ap.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all; see --list)")
     ap.add_argument("--quick", action="store_true", help="short smoke-test form of each scenario, one run per system")
-    ap.add_argument("--runs", type=int, help="runs per system and scenario (default 3, 5 for headline scenarios, 1 with --quick)")
+    ap.add_argument(
+        "--runs", type=int, help="runs per system and scenario (default 3, 5 for headline scenarios, 1 with --quick)"
+    )
     ap.add_argument("--systems", help="comma-separated system names to run (default: all that take part)")
-    ap.add_argument("--set", action="append", default=[], metavar="SCENARIO.PARAM=VALUE", help="override a scenario parameter")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT.relative_to(REPO)})")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="SCENARIO.PARAM=VALUE", help="override a scenario parameter"
+    )
+    ap.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT.relative_to(REPO)})"
+    )
     ap.add_argument("--name", help="file name stem for the results (default: the UTC date and time)")
     ap.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
     ap.add_argument("--chart", type=Path, help="where to write the chart (default: next to the results)")
-    ap.add_argument("--readme", type=Path, help="write the performance section into this file, between the bench markers")
-    ap.add_argument("--report", type=Path, metavar="RESULTS", help="run nothing: draw the chart / write --readme from this results file")
+    ap.add_argument(
+        "--readme", type=Path, help="write the performance section into this file, between the bench markers"
+    )
+    ap.add_argument(
+        "--report",
+        type=Path,
+        metavar="RESULTS",
+        help="run nothing: draw the chart / write --readme from this results file",
+    )
     ap.add_argument("--list", action="store_true", help="list scenarios and systems")
     ap.add_argument("--setup", action="store_true", help="install every anchor into the cache now")
-    ap.add_argument("--strict", action="store_true", help="exit with 1 when a run is not ok (unavailable, failed, skipped)")
+    ap.add_argument(
+        "--strict", action="store_true", help="exit with 1 when a run is not ok (unavailable, failed, skipped)"
+    )
     return ap
 
 
@@ -84,7 +101,13 @@ def make_chart(env: Env, results: Path, png: Path) -> Path:
         subprocess.run(
             [str(py), "-m", "bench.chart", str(results), str(png)],
             cwd=str(env.repo),
-            env={"PYTHONPATH": str(env.repo), "PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg", "HOME": str(Path.home())},
+            env={
+                "PYTHONPATH": str(env.repo),
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "PATH": "/usr/bin:/bin",
+                "MPLBACKEND": "Agg",
+                "HOME": str(Path.home()),
+            },
             check=True,
             timeout=300,
         )
@@ -156,11 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = schedule([(sc, group, runs[sc.name]) for sc, group in chosen])
 
     machine = machine_description()
-    stem = args.name or datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
+    stem = args.name or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
     out_json = args.out / f"{stem}.json"
     log_dir = args.out / "logs" / stem
     log_dir.mkdir(parents=True, exist_ok=True)
-    log(f"{len(jobs)} runs: " + ", ".join(f"{sc.name} ({', '.join(s.name for s in g)} × {runs[sc.name]})" for sc, g in chosen))
+    log(
+        f"{len(jobs)} runs: "
+        + ", ".join(f"{sc.name} ({', '.join(s.name for s in g)} × {runs[sc.name]})" for sc, g in chosen)
+    )
     log(f"logs of every process: {log_dir}")
     try:
         with file_lock(env.cache / "run.lock", what="the bench run lock", log=log):
@@ -197,5 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"README section written into {args.readme}")
     bad = [r for r in records if r.get("status") != "ok"]
     if bad:
-        log(f"{len(bad)} of {len(records)} runs not ok: " + ", ".join(sorted({f"{r['scenario']}/{r['system']}: {r['status']}" for r in bad})))
+        log(
+            f"{len(bad)} of {len(records)} runs not ok: "
+            + ", ".join(sorted({f"{r['scenario']}/{r['system']}: {r['status']}" for r in bad}))
+        )
     return 1 if (args.strict and bad) else 0

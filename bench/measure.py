@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.process import Child, ChildError, free_port
 from bench.proc import CpuTimes, machine_busy, tree_cpu, tree_memory
+from bench.process import Child, ChildError, free_port
 from bench.scenarios import Scenario
 from bench.system import Env, RunContext, System
 
@@ -123,7 +123,9 @@ def memory_metrics(steps: list[dict[str, Any]]) -> dict[str, Any]:
 class Run:
     """The processes of one run; `measure()` returns its figures."""
 
-    def __init__(self, system: System, scenario: Scenario, params: Mapping[str, Any], run: int, env: Env, log_dir: Path):
+    def __init__(
+        self, system: System, scenario: Scenario, params: Mapping[str, Any], run: int, env: Env, log_dir: Path
+    ):
         self.system = system
         self.scenario = scenario
         self.params = dict(params)
@@ -195,7 +197,9 @@ class Run:
         have = 0
         for n in [int(x) for x in p["steps"]]:
             if n > have:
-                r = self.load.request({"cmd": "connect", "n": n - have}, timeout_s=float(p.get("connect_timeout_s", 120)))
+                r = self.load.request(
+                    {"cmd": "connect", "n": n - have}, timeout_s=float(p.get("connect_timeout_s", 120))
+                )
                 have = int(r.get("connected", 0))
                 if have < n:
                     raise RunFailed(f"only {have} of {n} connections opened ({r.get('errors', '?')} errors)")
@@ -208,6 +212,8 @@ class Run:
         return memory_metrics(steps)
 
 
-def measure_run(system: System, scenario: Scenario, params: Mapping[str, Any], run: int, env: Env, log_dir: Path) -> dict:
+def measure_run(
+    system: System, scenario: Scenario, params: Mapping[str, Any], run: int, env: Env, log_dir: Path
+) -> dict:
     """Run once and return the figures; raises ChildError or RunFailed."""
     return Run(system, scenario, params, run, env, log_dir).measure()

@@ -208,7 +208,7 @@ def tool_version(argv: list[str]) -> str | None:
 
 def machine_description(now: datetime.datetime | None = None) -> dict:
     """What the figures were measured on."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     mem = _mem_total_kib()
     return {
         "cpu_model": _cpu_model(),

@@ -3,8 +3,9 @@ and the load generator, never the same process.
 
 A child is described by a ProcessSpec. It talks JSON lines: commands on its stdin, one
 reply line per command on its stdout (other stdout lines are kept in its log), logs on
-stderr. Each child gets its own session (process group), dies with the harness
-(PR_SET_PDEATHSIG), and is ended by `stop()`: a polite quit, then SIGTERM to the child,
+stderr; a server that takes no commands only writes its log. Each child gets its own
+session (process group), dies with the harness (PR_SET_PDEATHSIG), and is ended by
+`stop()`: a polite quit, then SIGTERM to the child,
 then SIGKILL to every process of its tree and its group. Nothing is ever ended by name.
 """
 
@@ -13,10 +14,11 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import selectors
+import queue
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from bench.proc import tree_pids
 
 READY_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 60.0
-MAX_LINE_BYTES = 16 << 20
+MAX_LOG_LINE = 4096  # bytes of a non-reply stdout line kept in the log
 
 
 class ChildError(RuntimeError):
@@ -52,6 +54,12 @@ class ProcessSpec:
     control: bool = True
     ready_timeout_s: float = READY_TIMEOUT_S
 
+    def __post_init__(self) -> None:
+        if self.ready not in ("line", "port"):
+            raise ValueError(f"ready must be 'line' or 'port', not {self.ready!r}")
+        if self.ready == "line" and not self.control:
+            raise ValueError("a process that takes no commands must use ready='port'")
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -69,7 +77,11 @@ def _die_with_parent() -> None:
 
 
 class Child:
-    """One running process of a run."""
+    """One running process of a run.
+
+    A thread reads the child's stdout all the time: JSON lines go to a queue that
+    `request()` takes replies from, anything else to the child's log. So a chatty child
+    never blocks on a full pipe, whether or not the harness is waiting for a reply."""
 
     def __init__(self, spec: ProcessSpec, name: str, log_path: str, port: int | None = None):
         self.spec = spec
@@ -77,34 +89,50 @@ class Child:
         self.log_path = log_path
         self.port = port
         self.ready_info: dict = {}
-        self._buf = b""
         self._log = open(log_path, "ab")
+        self._log_lock = threading.Lock()
+        self._replies: queue.Queue[dict | None] = queue.Queue()
         env = dict(os.environ)
         env.update(spec.env)
         self.popen = subprocess.Popen(
             list(spec.argv),
             cwd=spec.cwd,
             env=env,
-            stdin=subprocess.PIPE,
+            stdin=subprocess.PIPE if spec.control else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
         self.pid = self.popen.pid
-        os.set_blocking(self.popen.stdout.fileno(), False)
+        self._reader = threading.Thread(target=self._read_stdout, name=f"{name}-stdout", daemon=True)
+        self._reader.start()
+
+    def _read_stdout(self) -> None:
+        for line in self.popen.stdout:  # ends at EOF, when the child exits
+            text = line.strip()
+            if self.spec.control and text.startswith(b"{"):
+                try:
+                    self._replies.put(json.loads(text))
+                    continue
+                except ValueError:
+                    pass
+            with self._log_lock:
+                if not self._log.closed:
+                    self._log.write(b"[stdout] " + line[:MAX_LOG_LINE])
+        self._replies.put(None)  # EOF
 
     # ------------------------------------------------------------------ lifecycle
     def wait_ready(self) -> dict:
         deadline = time.monotonic() + self.spec.ready_timeout_s
         if self.spec.ready == "line":
             while True:
-                msg = self._read_json(deadline - time.monotonic())
+                msg = self._next_reply(deadline - time.monotonic(), "its ready line")
                 if msg.get("ready"):
                     self.ready_info = msg
                     return msg
-        if self.spec.ready != "port" or self.port is None:
-            raise ChildError(f"{self.name}: unknown ready mode {self.spec.ready!r}")
+        if self.port is None:
+            raise ChildError(f"{self.name}: ready='port' but no port was given")
         while time.monotonic() < deadline:
             self._check_alive()
             try:
@@ -152,12 +180,15 @@ class Child:
         if self.popen.poll() is None:
             self.popen.kill()
         self.popen.wait()
+        self._reader.join(timeout=5)
         for stream in (self.popen.stdin, self.popen.stdout):
             try:
-                stream.close()
+                if stream is not None:
+                    stream.close()
             except OSError:
                 pass
-        self._log.close()
+        with self._log_lock:
+            self._log.close()
 
     # ------------------------------------------------------------------ JSON lines
     def send(self, obj: dict) -> None:
@@ -168,55 +199,32 @@ class Child:
         """Send a command and return its reply; a reply with "error" raises."""
         try:
             self.send(obj)
-        except (BrokenPipeError, ValueError) as exc:
+        except (BrokenPipeError, ValueError, AttributeError) as exc:
             raise ChildError(f"{self.name}: cannot send {obj.get('cmd')!r}: {exc}{self.log_tail()}") from exc
-        reply = self._read_json(timeout_s)
+        reply = self._next_reply(timeout_s, f"a reply to {obj.get('cmd')!r}")
         if reply.get("error"):
             raise ChildError(f"{self.name}: {obj.get('cmd')!r} failed: {reply['error']}")
         return reply
 
-    def _read_json(self, timeout_s: float) -> dict:
-        deadline = time.monotonic() + max(timeout_s, 0.0)
-        while True:
-            line = self._read_line(deadline)
-            text = line.strip()
-            if text.startswith(b"{"):
-                try:
-                    return json.loads(text)
-                except ValueError:
-                    pass
-            self._log.write(b"[stdout] " + line + b"\n")  # not a reply: keep it with the logs
-
-    def _read_line(self, deadline: float) -> bytes:
-        fd = self.popen.stdout.fileno()
-        with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            while b"\n" not in self._buf:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ChildError(f"{self.name}: no reply in time{self.log_tail()}")
-                if not sel.select(min(left, 0.5)):
-                    self._check_alive()
-                    continue
-                try:
-                    chunk = os.read(fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    try:
-                        rc = self.popen.wait(timeout=2)
-                    except subprocess.TimeoutExpired:
-                        raise ChildError(f"{self.name} closed its stdout{self.log_tail()}") from None
-                    raise ChildError(f"{self.name} exited with code {rc}{self.log_tail()}")
-                self._buf += chunk
-                if len(self._buf) > MAX_LINE_BYTES:
-                    raise ChildError(f"{self.name}: reply line over {MAX_LINE_BYTES} bytes")
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line
+    def _next_reply(self, timeout_s: float, what: str) -> dict:
+        try:
+            reply = self._replies.get(timeout=max(timeout_s, 0.0))
+        except queue.Empty:
+            raise ChildError(f"{self.name}: no {what} in {timeout_s:.0f}s{self.log_tail()}") from None
+        if reply is None:
+            self._replies.put(None)  # stays at EOF for whoever asks next
+            try:
+                rc = self.popen.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                raise ChildError(f"{self.name} closed its stdout{self.log_tail()}") from None
+            raise ChildError(f"{self.name} exited with code {rc}{self.log_tail()}")
+        return reply
 
     def log_tail(self, lines: int = 8) -> str:
         try:
-            self._log.flush()
+            with self._log_lock:
+                if not self._log.closed:
+                    self._log.flush()
             with open(self.log_path, "rb") as f:
                 f.seek(max(0, os.path.getsize(self.log_path) - 4000))
                 tail = f.read().decode(errors="replace").strip().splitlines()[-lines:]

@@ -54,7 +54,9 @@ def summarize(
         by_run = {r["run"]: r for r in baseline_records if r.get("status") == "ok"}
         mine = {r["run"]: r for r in ok}
         runs = sorted(set(by_run) | set(mine))
-        r = ratio_of_medians([mine.get(i, {}).get(scenario.main) for i in runs], [by_run.get(i, {}).get(scenario.main) for i in runs])
+        r = ratio_of_medians(
+            [mine.get(i, {}).get(scenario.main) for i in runs], [by_run.get(i, {}).get(scenario.main) for i in runs]
+        )
         if r is not None:
             ratio = {"to": scenario.baseline, "metric": scenario.main, **r.as_dict()}
     errors = [r["error"] for r in records if r.get("error")]
@@ -91,9 +93,16 @@ def build_results(
         systems = list(dict.fromkeys(r["system"] for r in records if r["scenario"] == sc.name))
         base = [r for r in records if r["scenario"] == sc.name and r["system"] == sc.baseline]
         for name in systems:
-            mine = sorted((r for r in records if r["scenario"] == sc.name and r["system"] == name), key=lambda r: r["run"])
+            mine = sorted(
+                (r for r in records if r["scenario"] == sc.name and r["system"] == name), key=lambda r: r["run"]
+            )
             s = summarize(
-                sc, name, mine, None if name == sc.baseline or not base else base, labels.get(name, name), prepared.get(name, {}).get("versions")
+                sc,
+                name,
+                mine,
+                None if name == sc.baseline or not base else base,
+                labels.get(name, name),
+                prepared.get(name, {}).get("versions"),
             )
             s["machine"] = dict(machine)
             s["params"] = dict(params.get(sc.name, {}))
@@ -113,14 +122,15 @@ def build_results(
                 "main_label": sc.main_label,
                 "baseline": sc.baseline,
                 "columns": list(sc.columns),
-                "what": sc.what,
+                "what": sc.describe(params.get(sc.name, sc.params)),
                 "params": dict(params.get(sc.name, {})),
             }
             for sc in scenarios
             if any(r["scenario"] == sc.name for r in records)
         ],
         "systems": {
-            name: {"label": labels.get(name, name), **{k: v for k, v in info.items()}} for name, info in prepared.items()
+            name: {"label": labels.get(name, name), **{k: v for k, v in info.items()}}
+            for name, info in prepared.items()
         },
         "summaries": summaries,
         "runs": [dict(r) for r in records],
@@ -189,7 +199,11 @@ def column_header(name: str, sc: Mapping[str, Any]) -> str:
     }
     if name in fixed:
         return fixed[name]
-    for prefix, head in (("kib_per_conn_at_", "KiB / conn at "), ("rss_kib_at_", "RSS KiB at "), ("pss_kib_per_conn_at_", "PSS KiB / conn at ")):
+    for prefix, head in (
+        ("kib_per_conn_at_", "KiB / conn at "),
+        ("rss_kib_at_", "RSS KiB at "),
+        ("pss_kib_per_conn_at_", "PSS KiB / conn at "),
+    ):
         if name.startswith(prefix):
             n = name[len(prefix) :]
             return head + (f"{int(n):,}" if n.isdigit() else n)
@@ -217,7 +231,11 @@ def scenario_table(sc: Mapping[str, Any], summaries: Sequence[Mapping[str, Any]]
         if s["status"] not in ("ok", "partial"):
             reason = (s.get("error") or "").splitlines()[0] if s.get("error") else ""
             reason = reason[:120] + ("…" if len(reason) > 120 else "")
-            cells = [label, f"{s['status']}" + (f": {reason}" if reason else "")] + [""] * (len(heads) - 3) + [f"0/{s['runs']}"]
+            cells = (
+                [label, f"{s['status']}" + (f": {reason}" if reason else "")]
+                + [""] * (len(heads) - 3)
+                + [f"0/{s['runs']}"]
+            )
             lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
             continue
         if s["system"] == sc.get("baseline"):
@@ -272,7 +290,12 @@ def markdown(doc: Mapping[str, Any], chart: str | None = None, source: str | Non
         rows = by.get(sc["name"], [])
         if not rows:
             continue
-        out += ["", f"**{sc['title']}** ({sc['what']})" if sc.get("what") else f"**{sc['title']}**", "", scenario_table(sc, rows)]
+        out += [
+            "",
+            f"**{sc['title']}** ({sc['what']})" if sc.get("what") else f"**{sc['title']}**",
+            "",
+            scenario_table(sc, rows),
+        ]
     if chart:
         out += ["", f"![Benchmark chart: lower is better]({chart})"]
     return "\n".join(out) + "\n"
@@ -290,7 +313,9 @@ def replace_section(text: str, body: str) -> str:
     return text + ("\n" if text else "") + block + "\n"
 
 
-def write_readme_section(readme: Path, doc: Mapping[str, Any], chart: Path | None = None, source: Path | None = None) -> None:
+def write_readme_section(
+    readme: Path, doc: Mapping[str, Any], chart: Path | None = None, source: Path | None = None
+) -> None:
     """Write the generated section into `readme` (created if missing). The chart and the
     source are referred to relative to the README's folder."""
     readme = Path(readme)

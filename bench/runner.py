@@ -49,7 +49,9 @@ class Progress:
     """A one-line progress bar on stderr (redrawn in place on a terminal, one line per step
     otherwise, so logs stay readable)."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, width: int = 24, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, total: int, stream: TextIO | None = None, width: int = 24, clock: Callable[[], float] = time.monotonic
+    ):
         self.total = max(total, 1)
         self.done = 0
         self.stream = stream or sys.stderr
@@ -152,9 +154,16 @@ def run_jobs(
 def summary_line(scenario: Scenario, record: Mapping[str, Any]) -> str:
     """A short human line for one successful run."""
     if scenario.kind == "memory":
-        parts = [f"{k.removeprefix('kib_per_conn_at_')} conns: {v:.1f} KiB/conn" for k, v in record.items() if k.startswith("kib_per_conn_at_")]
+        parts = [
+            f"{k.removeprefix('kib_per_conn_at_')} conns: {v:.1f} KiB/conn"
+            for k, v in record.items()
+            if k.startswith("kib_per_conn_at_")
+        ]
         return ", ".join(parts)
-    line = f"{record['cpu_us_per_unit']:.2f} µs CPU/{scenario.unit} ({record['user_us_per_unit']:.2f} user + {record['sys_us_per_unit']:.2f} sys), {record['units_per_s']:,.0f} {scenario.unit}/s"
+    line = (
+        f"{record['cpu_us_per_unit']:.2f} µs CPU/{scenario.unit} ({record['user_us_per_unit']:.2f} user"
+        f" + {record['sys_us_per_unit']:.2f} sys), {record['units_per_s']:,.0f} {scenario.unit}/s"
+    )
     if "lat_p50_ms" in record:
         line += f", p50 {record['lat_p50_ms']:.1f} ms"
     if record.get("other_cpu_util", 0) > 0.2:
@@ -162,7 +171,9 @@ def summary_line(scenario: Scenario, record: Mapping[str, Any]) -> str:
     return line
 
 
-def select(scenarios: Iterable[Scenario], systems: Sequence[System], names: Sequence[str] | None) -> list[tuple[Scenario, list[System]]]:
+def select(
+    scenarios: Iterable[Scenario], systems: Sequence[System], names: Sequence[str] | None
+) -> list[tuple[Scenario, list[System]]]:
     """For each scenario, the systems that take part in it (all, or only those named)."""
     out = []
     for sc in scenarios:

@@ -45,7 +45,10 @@ class Scenario:
     main_label: str = ""  # how the chart's axis names the main figure
     columns: tuple[str, ...] = ()  # further figures shown in the table
     derived: tuple[Derived, ...] = ()
-    what: str = ""  # one sentence for the README: what the load does
+    what: str = ""  # one sentence for the README: what the load does, with {param} fields
+
+    def describe(self, params: Mapping[str, Any]) -> str:
+        return describe(self.what, params)
 
     def params_for(self, quick: bool, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         p = dict(self.params)
@@ -62,6 +65,14 @@ class Scenario:
         if quick:
             return 1
         return 5 if self.headline else 3
+
+
+def describe(what: str, params: Mapping[str, Any]) -> str:
+    """`what` with the parameters filled in (left as written if one is missing)."""
+    try:
+        return what.format(**params)
+    except (KeyError, ValueError, IndexError):
+        return what
 
 
 FANOUT = Scenario(
@@ -84,8 +95,8 @@ FANOUT = Scenario(
     headline=True,
     main_label="server CPU µs per delivered message",
     columns=("units_per_s", "lat_p50_ms", "lat_p99_ms", "server_cpu_util"),
-    what="one publisher sends `rate` small messages per second to a channel with 1,000 "
-    "subscribers (for the floors: a broadcast of the message, built once, to 1,000 clients)",
+    what="one publisher sends {rate} messages of {size} B per second ({burst} at a time) to a channel "
+    "with {subscribers:,} subscribers; the floors broadcast each message, built once, to {subscribers:,} clients",
 )
 
 CHURN = Scenario(
@@ -99,7 +110,7 @@ CHURN = Scenario(
     headline=True,
     main_label="server CPU µs per subscribe or unsubscribe",
     columns=("units_per_s", "server_cpu_util"),
-    what="one connection subscribes to fresh channel names (acknowledged, up to `inflight` "
+    what="one connection subscribes to fresh channel names (acknowledged, up to {inflight:,} "
     "in flight) and unsubscribes each again; an op is one subscribe or one unsubscribe",
 )
 
@@ -114,8 +125,8 @@ SINGLE = Scenario(
     main_label="server CPU µs per delivered message",
     columns=("units_per_s", "cpu_us_per_publish", "lat_p50_ms", "server_cpu_util"),
     derived=(Derived("cpu_us_per_publish", "cpu_us", "published"),),
-    what="a closed loop: the publisher stays at most `inflight` messages ahead of the "
-    "slowest of 10 subscribers",
+    what="a closed loop: the publisher stays at most {inflight} messages of {size} B ahead of "
+    "the slowest of {subscribers} subscribers",
 )
 
 RPC = Scenario(
@@ -128,7 +139,7 @@ RPC = Scenario(
     baseline="websockets",
     main_label="server CPU µs per round trip",
     columns=("units_per_s", "lat_p50_ms", "lat_p99_ms", "server_cpu_util"),
-    what="each of 100 connections keeps one 32-byte request in flight (closed loop)",
+    what="each of {clients} connections keeps one {size}-byte echo request in flight (closed loop)",
 )
 
 MEMORY = Scenario(
@@ -143,8 +154,8 @@ MEMORY = Scenario(
     main="kib_per_conn",
     main_label="server KiB per idle connection (at the last step)",
     columns=("kib_per_conn_at_1000", "rss_kib_at_0"),
-    what="idle connections (handshake done, nothing subscribed) are opened in steps; the "
-    "server tree's resident memory is read at each step after a settle and a GC",
+    what="idle connections (handshake done, nothing subscribed) are opened in steps of {steps}; "
+    "the server's resident memory is read at each step after {settle_s} s and a GC",
 )
 
 MMO = Scenario(
@@ -161,7 +172,7 @@ MMO = Scenario(
         "warm_s": 3,
         "window_s": 15,
     },
-    quick={"entities": 1000, "clients": 10, "warm_s": 1, "window_s": 3},
+    quick={"entities": 1000, "clients": 10, "warm_s": 1, "window_s": 5},  # 100 ticks: 10 ms CPU ticks matter here
     baseline="colyseus",
     main_label="server CPU µs per tick",
     columns=("bytes_per_entity_update", "bytes_per_client_tick", "units_per_s", "server_cpu_util"),
@@ -169,8 +180,8 @@ MMO = Scenario(
         Derived("bytes_per_entity_update", "bytes", "entity_updates"),
         Derived("bytes_per_client_tick", "bytes", "messages"),
     ),
-    what="a room of `entities` entities {x, y: float32, k: uint8}, `move_frac` of them moving "
-    "each tick at `hz`; each of `clients` clients sees `view_frac` of them",
+    what="a room of {entities:,} entities {{x, y: float32, k: uint8}}, {move_frac:.0%} of them "
+    "moving each tick at {hz} Hz; each of {clients:,} clients sees {view_frac:.0%} of them",
 )
 
 ALL = (FANOUT, CHURN, SINGLE, RPC, MEMORY, MMO)

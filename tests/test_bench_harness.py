@@ -20,7 +20,17 @@ from bench import cli
 from bench.measure import Run, RunFailed, counter_deltas, measure_run, memory_metrics, window_metrics
 from bench.proc import CpuTimes, machine_description, parse_stat, tree_cpu, tree_memory, tree_pids
 from bench.process import ChildError, ProcessSpec
-from bench.report import END, START, build_results, load_results, markdown, replace_section, summarize, write_json, write_readme_section
+from bench.report import (
+    END,
+    START,
+    build_results,
+    load_results,
+    markdown,
+    replace_section,
+    summarize,
+    write_json,
+    write_readme_section,
+)
 from bench.runner import MAX_FAILURES_IN_A_ROW, Progress, run_jobs, schedule, select
 from bench.scenarios import Derived, Scenario
 from bench.stats import paired_ratios, ratio_of_medians, spread
@@ -35,7 +45,15 @@ WINDOW = Scenario(
     baseline="a",
     derived=(Derived("bytes_per_ping", "bytes", "units"), Derived("cpu_us_per_publish", "cpu_us", "published")),
 )
-MEMORY = Scenario(name="mem", title="Toy memory", kind="memory", unit="connection", params={"steps": [0, 2], "settle_s": 0}, baseline="a", main="kib_per_conn")
+MEMORY = Scenario(
+    name="mem",
+    title="Toy memory",
+    kind="memory",
+    unit="connection",
+    params={"steps": [0, 2], "settle_s": 0},
+    baseline="a",
+    main="kib_per_conn",
+)
 
 
 # ---------------------------------------------------------------------- statistics
@@ -100,19 +118,28 @@ def test_run_jobs_reports_every_system_whatever_happens(tmp_path):
         calls.append((system.name, run))
         if system.name == "b":
             raise ChildError("server exited with code 1")
-        return {"cpu_us_per_unit": 10.0 + run, "user_us_per_unit": 6.0, "sys_us_per_unit": 4.0 + run, "units_per_s": 1000.0}
+        return {
+            "cpu_us_per_unit": 10.0 + run,
+            "user_us_per_unit": 6.0,
+            "sys_us_per_unit": 4.0 + run,
+            "units_per_s": 1000.0,
+        }
 
     runs = MAX_FAILURES_IN_A_ROW + 2
     jobs = schedule([(WINDOW, [a, b, gone], runs)])
     stream = io.StringIO()
-    records, prepared = run_jobs(jobs, {"toy": {}}, Env(cache=tmp_path), tmp_path, measure, Progress(len(jobs), stream), {"cpu_model": "toy"})
+    records, prepared = run_jobs(
+        jobs, {"toy": {}}, Env(cache=tmp_path), tmp_path, measure, Progress(len(jobs), stream), {"cpu_model": "toy"}
+    )
     expected = []
     for i in range(runs):
         expected += [("a", i)] + ([("b", i)] if i < MAX_FAILURES_IN_A_ROW else [])
     assert calls == expected  # "gone" is never started; "b" stops after its failures
     status = {(r["system"], r["run"]): r["status"] for r in records}
     assert [status[("a", i)] for i in range(runs)] == ["ok"] * runs
-    assert [status[("b", i)] for i in range(runs)] == ["failed"] * MAX_FAILURES_IN_A_ROW + ["skipped"] * (runs - MAX_FAILURES_IN_A_ROW)
+    assert [status[("b", i)] for i in range(runs)] == ["failed"] * MAX_FAILURES_IN_A_ROW + ["skipped"] * (
+        runs - MAX_FAILURES_IN_A_ROW
+    )
     assert [status[("gone", i)] for i in range(runs)] == ["unavailable"] * runs
     assert all(r["machine"] == {"cpu_model": "toy"} and "error" in r for r in records if r["status"] != "ok")
     assert prepared["gone"] == {"status": "unavailable", "versions": {}, "error": "node is not installed"}
@@ -133,7 +160,16 @@ def test_progress_line_counts_and_estimates():
 
 def test_window_metrics_from_raw_readings():
     before = {"t": 10.0, "units": 1000, "bytes": 5000, "published": 10, "open": 5}
-    after = {"t": 12.0, "units": 5000, "bytes": 25000, "published": 50, "open": 5, "lat_p50_ms": 3.0, "lat_p99_ms": 9.0, "lat_n": 40}
+    after = {
+        "t": 12.0,
+        "units": 5000,
+        "bytes": 25000,
+        "published": 50,
+        "open": 5,
+        "lat_p50_ms": 3.0,
+        "lat_p99_ms": 9.0,
+        "lat_n": 40,
+    }
     m = window_metrics(WINDOW, CpuTimes(0.03, 0.01), 2.5, before, after, CpuTimes(0.5, 0.0), busy_s=1.6)
     assert m["units"] == 4000
     assert m["cpu_us_per_unit"] == pytest.approx(10.0)
@@ -151,11 +187,19 @@ def test_window_metrics_from_raw_readings():
 
 
 def test_counter_deltas_skip_latency_time_and_non_numbers():
-    assert counter_deltas({"a": 1, "t": 1, "lat_n": 1, "s": "x", "b": True}, {"a": 4, "t": 9, "lat_n": 5, "s": "y", "b": False, "new": 3}) == {"a": 3}
+    assert counter_deltas(
+        {"a": 1, "t": 1, "lat_n": 1, "s": "x", "b": True}, {"a": 4, "t": 9, "lat_n": 5, "s": "y", "b": False, "new": 3}
+    ) == {"a": 3}
 
 
 def test_memory_metrics_per_connection_relative_to_the_first_step():
-    m = memory_metrics([{"conns": 0, "rss_kib": 1000, "pss_kib": 900}, {"conns": 1000, "rss_kib": 15000, "pss_kib": 13900}, {"conns": 5000, "rss_kib": 73500}])
+    m = memory_metrics(
+        [
+            {"conns": 0, "rss_kib": 1000, "pss_kib": 900},
+            {"conns": 1000, "rss_kib": 15000, "pss_kib": 13900},
+            {"conns": 5000, "rss_kib": 73500},
+        ]
+    )
     assert m["rss_kib_at_0"] == 1000
     assert m["kib_per_conn_at_1000"] == pytest.approx(14.0)
     assert m["pss_kib_per_conn_at_1000"] == pytest.approx(13.0)
@@ -176,18 +220,32 @@ def test_parse_stat_with_a_name_full_of_spaces_and_parentheses():
     assert st.reaped == CpuTimes(30 / tck, 20 / tck)
 
 
-# A parent that, on "go", starts a child that burns CPU (a fixed amount of work, not a
-# time) and reports its own CPU time, reaps it, then starts a second one that burns and
-# stays alive. Its stdout says what happened.
+# Burns CPU for a fixed amount of work (not a time), prints its own CPU time, and, when
+# told to stay, waits for its stdin to close.
+BURN_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    x = 0
+    for i in range(int(sys.argv[1])):
+        x += i
+    t = os.times()
+    print(t.user + t.system, flush=True)
+    if "stay" in sys.argv:
+        sys.stdin.readline()
+    """
+)
+
+# On "go": runs one burner to its end (and so reaps it), then starts a second that stays.
 TREE_SCRIPT = textwrap.dedent(
     """
-    import os, subprocess, sys
-    BURN = "import os, sys\\nx = 0\\nfor i in range(int(sys.argv[1])): x += i\\nt = os.times()\\nprint(t.user + t.system, flush=True)\\nsys.stdin.readline() if len(sys.argv) > 2 else None"
+    import subprocess, sys
+    burn, work = sys.argv[1], sys.argv[2]
     print("started", flush=True)
     sys.stdin.readline()
-    done = subprocess.run([sys.executable, "-c", BURN, sys.argv[1]], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, burn, work], capture_output=True, text=True)
     print("reaped", done.stdout.strip(), flush=True)
-    alive = subprocess.Popen([sys.executable, "-c", BURN, sys.argv[1], "stay"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    alive = subprocess.Popen([sys.executable, burn, work, "stay"], **pipes)
     print("alive", alive.pid, alive.stdout.readline().strip(), flush=True)
     sys.stdin.readline()
     alive.stdin.close()
@@ -196,8 +254,10 @@ TREE_SCRIPT = textwrap.dedent(
 )
 
 
-def test_tree_cpu_counts_live_descendants_and_reaped_children():
-    p = subprocess.Popen([sys.executable, "-c", TREE_SCRIPT, "4000000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def test_tree_cpu_counts_live_descendants_and_reaped_children(tmp_path):
+    (tmp_path / "burn.py").write_text(BURN_SCRIPT)
+    argv = [sys.executable, "-c", TREE_SCRIPT, str(tmp_path / "burn.py"), "4000000"]
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "started"
         before = tree_cpu(p.pid)
@@ -233,16 +293,57 @@ def test_machine_description_names_what_was_measured_on():
 def _records():
     recs = []
     for run in range(3):
-        recs.append({"scenario": "toy", "system": "a", "run": run, "status": "ok", "cpu_us_per_unit": 10.0 + run, "units_per_s": 100.0, "elapsed_s": 1.0})
-        recs.append({"scenario": "toy", "system": "b", "run": run, "status": "ok" if run != 1 else "failed", "cpu_us_per_unit": 20.0 + 4 * run, "units_per_s": 90.0})
-        recs.append({"scenario": "toy", "system": "gone", "run": run, "status": "unavailable", "error": "npm is missing"})
+        recs.append(
+            {
+                "scenario": "toy",
+                "system": "a",
+                "run": run,
+                "status": "ok",
+                "cpu_us_per_unit": 10.0 + run,
+                "units_per_s": 100.0,
+                "elapsed_s": 1.0,
+            }
+        )
+        recs.append(
+            {
+                "scenario": "toy",
+                "system": "b",
+                "run": run,
+                "status": "ok" if run != 1 else "failed",
+                "cpu_us_per_unit": 20.0 + 4 * run,
+                "units_per_s": 90.0,
+            }
+        )
+        recs.append(
+            {"scenario": "toy", "system": "gone", "run": run, "status": "unavailable", "error": "npm is missing"}
+        )
     return recs
 
 
 def _doc():
-    machine = {"cpu_model": "Toy CPU", "cores": 2, "kernel": "6.0", "os": "Linux", "python": "CPython 3.11.7", "node": "v20", "date": "2026-11-25T12:00:00+00:00"}
-    prepared = {"a": {"status": "ok", "versions": {"a": "1"}}, "b": {"status": "ok", "versions": {}}, "gone": {"status": "unavailable", "versions": {}, "error": "npm is missing"}}
-    return build_results([WINDOW], {"a": "System A", "b": "System B"}, _records(), prepared, machine, {"toy": {"warm_s": 1}}, {"quick": False})
+    machine = {
+        "cpu_model": "Toy CPU",
+        "cores": 2,
+        "kernel": "6.0",
+        "os": "Linux",
+        "python": "CPython 3.11.7",
+        "node": "v20",
+        "date": "2026-11-25T12:00:00+00:00",
+    }
+    prepared = {
+        "a": {"status": "ok", "versions": {"a": "1"}},
+        "b": {"status": "ok", "versions": {}},
+        "gone": {"status": "unavailable", "versions": {}, "error": "npm is missing"},
+    }
+    return build_results(
+        [WINDOW],
+        {"a": "System A", "b": "System B"},
+        _records(),
+        prepared,
+        machine,
+        {"toy": {"warm_s": 1}},
+        {"quick": False},
+    )
 
 
 def test_results_hold_one_summary_per_scenario_and_system_plus_every_run(tmp_path):
@@ -251,7 +352,11 @@ def test_results_hold_one_summary_per_scenario_and_system_plus_every_run(tmp_pat
     write_json(path, doc)
     back = load_results(path)
     assert back == json.loads(json.dumps(doc))
-    assert [(s["scenario"], s["system"], s["status"]) for s in back["summaries"]] == [("toy", "a", "ok"), ("toy", "b", "partial"), ("toy", "gone", "unavailable")]
+    assert [(s["scenario"], s["system"], s["status"]) for s in back["summaries"]] == [
+        ("toy", "a", "ok"),
+        ("toy", "b", "partial"),
+        ("toy", "gone", "unavailable"),
+    ]
     a, b, gone = back["summaries"]
     assert a["cpu_us_per_unit"] == a["median"]["cpu_us_per_unit"] == 11.0
     assert a["range"]["cpu_us_per_unit"] == [10.0, 12.0]
@@ -260,7 +365,11 @@ def test_results_hold_one_summary_per_scenario_and_system_plus_every_run(tmp_pat
     assert (b["runs"], b["runs_ok"], b["median"]["cpu_us_per_unit"]) == (3, 2, 24.0)
     # ratio of medians 24/11; per-round pairs only where both ran: 20/10 and 28/12
     assert b["ratio"]["ratio"] == pytest.approx(24 / 11)
-    assert (b["ratio"]["min"], b["ratio"]["max"], b["ratio"]["pairs"]) == (pytest.approx(2.0), pytest.approx(28 / 12), 2)
+    assert (b["ratio"]["min"], b["ratio"]["max"], b["ratio"]["pairs"]) == (
+        pytest.approx(2.0),
+        pytest.approx(28 / 12),
+        2,
+    )
     assert gone["error"] == "npm is missing" and gone["cpu_us_per_unit"] is None
     assert len(back["runs"]) == 9 and back["systems"]["gone"]["status"] == "unavailable"
     assert back["scenarios"][0]["name"] == "toy" and back["machine"]["cores"] == 2
@@ -270,7 +379,9 @@ def test_results_hold_one_summary_per_scenario_and_system_plus_every_run(tmp_pat
 
 
 def test_summary_of_a_system_that_never_ran():
-    s = summarize(WINDOW, "x", [{"scenario": "toy", "system": "x", "run": 0, "status": "failed", "error": "boom"}], None)
+    s = summarize(
+        WINDOW, "x", [{"scenario": "toy", "system": "x", "run": 0, "status": "failed", "error": "boom"}], None
+    )
     assert (s["status"], s["runs_ok"], s["median"], s["error"]) == ("failed", 0, {}, "boom")
 
 
@@ -295,7 +406,9 @@ def test_readme_section_goes_between_the_markers_and_nowhere_else(tmp_path):
     assert first.startswith(START) and first.rstrip().endswith(END)
     assert "](../bench/results/r.png)" in first and "`../bench/results/r.json`" in first
 
-    readme.write_text("# Tickwire\n\nIntro.\n\n## Performance\n\n" + START + "\nold table\n" + END + "\n\n## License\n\nMIT\n")
+    readme.write_text(
+        "# Tickwire\n\nIntro.\n\n## Performance\n\n" + START + "\nold table\n" + END + "\n\n## License\n\nMIT\n"
+    )
     write_readme_section(readme, _doc(), chart, source)
     text = readme.read_text()
     assert text.startswith("# Tickwire\n\nIntro.\n\n## Performance\n\n" + START + "\n")
@@ -317,7 +430,11 @@ def test_report_command_rewrites_the_section_from_a_results_file(tmp_path):
 
 
 def test_parse_set_reads_json_values():
-    assert cli.parse_set(["fanout.rate=20", "memory.steps=[0,10]", "mmo.name=x"]) == {"fanout": {"rate": 20}, "memory": {"steps": [0, 10]}, "mmo": {"name": "x"}}
+    assert cli.parse_set(["fanout.rate=20", "memory.steps=[0,10]", "mmo.name=x"]) == {
+        "fanout": {"rate": 20},
+        "memory": {"steps": [0, 10]},
+        "mmo": {"name": "x"},
+    }
     with pytest.raises(ValueError):
         cli.parse_set(["rate=20"])
 
@@ -341,6 +458,11 @@ TOY_SERVER = textwrap.dedent(
             c, _ = srv.accept()
             threading.Thread(target=conn, args=(c,), daemon=True).start()
     threading.Thread(target=accept, daemon=True).start()
+    if "chatty" in sys.argv:  # like a server that logs to stdout and takes no commands
+        for i in range(20000):
+            print("log line", i, "x" * 40)
+        sys.stdout.flush()
+        threading.Event().wait()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)["cmd"]
@@ -424,6 +546,20 @@ def test_a_real_window_run_of_a_toy_system(tmp_path):
     assert m["lat_p50_ms"] == 0.1 and m["setup"] == {"connected": 1}
     assert all(_gone(pid) for pid in pids)  # no orphans
     assert (tmp_path / "toy-a-0-server.log").exists()
+
+
+def test_a_server_that_takes_no_commands_and_fills_its_stdout(tmp_path):
+    class Chatty(ToyNet):
+        def server(self, ctx):
+            return ProcessSpec(
+                [sys.executable, str(self.tmp / "server.py"), str(ctx.port), "chatty"], ready="port", control=False
+            )
+
+    m = measure_run(Chatty(tmp_path), WINDOW, WINDOW.params_for(False), 0, Env(cache=tmp_path), tmp_path)
+    assert m["units"] > 0 and "server_counters" not in m
+    assert (tmp_path / "toy-a-0-server.log").stat().st_size > 20000 * 40  # kept, not blocking the server
+    with pytest.raises(ValueError):
+        ProcessSpec(["x"], control=False)  # ready="line" needs commands
 
 
 def test_a_real_memory_run_of_a_toy_system(tmp_path):

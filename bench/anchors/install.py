@@ -89,7 +89,15 @@ def _run_logged(argv: Sequence[str], log_path: Path, what: str, cwd: Path | None
         log.write(f"$ {' '.join(argv)}\n".encode())
         log.flush()
         try:
-            subprocess.run(list(argv), cwd=cwd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, timeout=INSTALL_TIMEOUT_S, check=True)
+            subprocess.run(
+                list(argv),
+                cwd=cwd,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                timeout=INSTALL_TIMEOUT_S,
+                check=True,
+            )
         except subprocess.TimeoutExpired:
             raise Unavailable(f"{what}: gave up after {INSTALL_TIMEOUT_S}s (log: {log_path})") from None
         except (subprocess.CalledProcessError, OSError) as exc:
@@ -137,12 +145,22 @@ def ensure_node_group(env: Env, group: NodeGroup) -> Path:
     if not (stamp.exists() and stamp.read_text() == want and (dest / "node_modules").is_dir()):
         with file_lock(env.cache / "install.lock", what="install lock", log=env.log):
             if not (stamp.exists() and stamp.read_text() == want and (dest / "node_modules").is_dir()):
-                env.log(f"installing the {group.name} anchors into {dest} (npm ci, pinned by bench/anchors/{group.name}/package-lock.json)")
+                lock = f"bench/anchors/{group.name}/package-lock.json"
+                env.log(f"installing the {group.name} anchors into {dest} (npm ci, pinned by {lock})")
                 dest.mkdir(parents=True, exist_ok=True)
                 stamp.unlink(missing_ok=True)
                 for name in ("package.json", "package-lock.json"):
                     shutil.copyfile(src / name, dest / name)
-                argv = [npm, "ci", "--prefix", str(dest), "--no-audit", "--no-fund", "--loglevel=error", *group.npm_flags]
+                argv = [
+                    npm,
+                    "ci",
+                    "--prefix",
+                    str(dest),
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                    *group.npm_flags,
+                ]
                 _run_logged(argv, dest / "install.log", f"npm ci of the {group.name} anchors")
                 stamp.write_text(want)
     files = [f for f in sorted(src.iterdir()) if f.suffix in (".js", ".mjs", ".cjs") and f.is_file()]
@@ -209,7 +227,12 @@ def ensure_venv(env: Env, requirements: str = PY_ANCHORS) -> Path:
         )
         # Precompiled site-packages: servers then start as they do in a normal install
         # (without it, every import compiles, and the idle-memory baseline moves).
-        subprocess.run([str(py), "-m", "compileall", "-q", "-j", "0", str(venv / "lib")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=INSTALL_TIMEOUT_S)
+        subprocess.run(
+            [str(py), "-m", "compileall", "-q", "-j", "0", str(venv / "lib")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=INSTALL_TIMEOUT_S,
+        )
         stamp.write_text(want)
     return py
 
@@ -217,7 +240,9 @@ def ensure_venv(env: Env, requirements: str = PY_ANCHORS) -> Path:
 def pip_versions(env: Env, names: Sequence[str]) -> dict[str, str]:
     code = "import importlib.metadata as m, json, sys\nprint(json.dumps({n: m.version(n) for n in sys.argv[1:]}))"
     try:
-        out = subprocess.run([str(venv_python(env)), "-c", code, *names], capture_output=True, text=True, timeout=60, check=True)
+        out = subprocess.run(
+            [str(venv_python(env)), "-c", code, *names], capture_output=True, text=True, timeout=60, check=True
+        )
         return json.loads(out.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):
         return {n: "?" for n in names}
@@ -232,7 +257,10 @@ def setup_all(env: Env) -> dict[str, dict[str, str]]:
             out[group.name] = node_versions(env, group)
         except Unavailable as exc:
             out[group.name] = {"error": str(exc)}
-    for req, names in ((PY_ANCHORS, ["websockets", "picows", "python-socketio", "aiohttp", "uvloop"]), (PY_CHART, ["matplotlib"])):
+    for req, names in (
+        (PY_ANCHORS, ["websockets", "picows", "python-socketio", "aiohttp", "uvloop"]),
+        (PY_CHART, ["matplotlib"]),
+    ):
         try:
             ensure_venv(env, req)
             out[req] = pip_versions(env, names)

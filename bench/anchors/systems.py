@@ -26,8 +26,8 @@ from bench.anchors.install import (
     node_versions,
     pip_versions,
 )
-from bench.process import ProcessSpec
 from bench.proc import tool_version
+from bench.process import ProcessSpec
 from bench.system import Env, RunContext, System, Unavailable
 
 PY_DIR = HERE / "python"
@@ -100,7 +100,11 @@ class PythonServer(System):
         return pip_versions(env, list(self.packages))
 
     def server(self, ctx: RunContext) -> ProcessSpec:
-        return ProcessSpec([str(self.python), "py_server.py", "--impl", self.impl, "--port", str(ctx.port)], cwd=str(PY_DIR), env=PY_ENV)
+        return ProcessSpec(
+            [str(self.python), "py_server.py", "--impl", self.impl, "--port", str(ctx.port)],
+            cwd=str(PY_DIR),
+            env=PY_ENV,
+        )
 
     def load(self, ctx: RunContext) -> ProcessSpec:
         return picows_load(self.python, self.proto)
@@ -132,10 +136,21 @@ def anchor_systems() -> list[System]:
     return [
         SocketCluster(),
         PythonServer(
-            "socketio", "python-socketio 5.18.1 (aiohttp)", frozenset({"fanout"}), ("python-socketio", "python-engineio", "aiohttp", "uvloop"), proto="sio"
+            "socketio",
+            "python-socketio 5.18.1 (aiohttp)",
+            frozenset({"fanout"}),
+            ("python-socketio", "python-engineio", "aiohttp", "uvloop"),
+            proto="sio",
         ),
-        PythonServer("websockets", "websockets 17.4 broadcast() (floor)", frozenset({"fanout", "rpc", "memory"}), ("websockets", "uvloop", "picows")),
-        PythonServer("picows", "picows 2.3.1 (floor)", frozenset({"fanout", "rpc"}), ("picows", "aiofastnet", "uvloop")),
+        PythonServer(
+            "websockets",
+            "websockets 17.4 (floor)",
+            frozenset({"fanout", "rpc", "memory"}),
+            ("websockets", "uvloop", "picows"),
+        ),
+        PythonServer(
+            "picows", "picows 2.3.1 (floor)", frozenset({"fanout", "rpc"}), ("picows", "aiofastnet", "uvloop")
+        ),
         NodeWsFloor(),
         Colyseus(),
     ]

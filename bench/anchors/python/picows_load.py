@@ -156,7 +156,9 @@ async def open_clients(L: Load, n: int, role: str, sample_every: int = 0, conc: 
             for attempt in range(3):
                 try:
                     sampled = bool(sample_every) and i % sample_every == 0
-                    t, client = await ws_connect(lambda: Client(L, role, sampled), url, websocket_handshake_timeout=30)
+                    t, client = await ws_connect(
+                        lambda s=sampled: Client(L, role, s), url, websocket_handshake_timeout=30
+                    )
                     await asyncio.wait_for(client.ready, 30)
                     return client
                 except Exception as exc:  # counted and reported; the harness decides

@@ -18,7 +18,6 @@ stdout: {"ready": true} once listening, then one reply per stdin command:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import os
 
