@@ -88,6 +88,33 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+# The figures a summary's stdout line carries (the results file has them all, with ranges).
+LINE_FIGURES = (
+    "user_us_per_unit",
+    "sys_us_per_unit",
+    "units_per_s",
+    "lat_p50_ms",
+    "lat_p99_ms",
+    "server_cpu_util",
+    "server_rss_kib",
+    "other_cpu_util",
+)
+
+
+def summary_line(s: dict[str, Any]) -> dict[str, Any]:
+    """One scenario and system as a flat JSON object: the main figure's median and range,
+    the usual figures' medians, the ratio to the baseline, the status."""
+    main, med = s["main"], s.get("median", {})
+    out = {k: s[k] for k in ("scenario", "system", "unit", "status", "runs", "runs_ok", "main")}
+    out[main] = med.get(main)
+    out[f"{main}_range"] = s.get("range", {}).get(main)
+    out.update({k: med[k] for k in LINE_FIGURES if k in med})
+    out.update({k: v for k, v in med.items() if k.startswith(("kib_per_conn_at_", "bytes_per_", "cpu_us_per_"))})
+    out["ratio"] = s.get("ratio")
+    out["error"] = s.get("error")
+    return out
+
+
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -209,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc = build_results([sc for sc, _ in chosen], labels, records, prepared, machine, params, options)
     write_json(out_json, doc)
     for s in doc["summaries"]:
-        print(json.dumps({k: v for k, v in s.items() if k not in ("machine", "params", "versions")}), flush=True)
+        print(json.dumps(summary_line(s)), flush=True)
     chart = None
     if not args.no_chart:
         try:

@@ -378,6 +378,14 @@ def test_results_hold_one_summary_per_scenario_and_system_plus_every_run(tmp_pat
         load_results(tmp_path / "other.json")
 
 
+def test_stdout_line_of_a_summary_is_flat():
+    line = cli.summary_line(_doc()["summaries"][1])
+    assert line["scenario"] == "toy" and line["system"] == "b" and line["status"] == "partial"
+    assert line["main"] == "cpu_us_per_unit" and line["cpu_us_per_unit"] == 24.0
+    assert line["cpu_us_per_unit_range"] == [20.0, 28.0] and line["units_per_s"] == 90.0
+    assert line["ratio"]["to"] == "a" and "machine" not in line
+
+
 def test_summary_of_a_system_that_never_ran():
     s = summarize(
         WINDOW, "x", [{"scenario": "toy", "system": "x", "run": 0, "status": "failed", "error": "boom"}], None
