@@ -18,6 +18,7 @@ import argparse
 import datetime
 import json
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -115,6 +116,10 @@ def summary_line(s: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -205,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = {sc.name: args.runs or sc.runs(args.quick) for sc, _ in chosen}
     jobs = schedule([(sc, group, runs[sc.name]) for sc, group in chosen])
 
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM too: end the run's processes first
     machine = machine_description()
     stem = args.name or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
     out_json = args.out / f"{stem}.json"

@@ -99,6 +99,21 @@ FANOUT = Scenario(
     "with {subscribers:,} subscribers; the floors broadcast each message, built once, to {subscribers:,} clients",
 )
 
+FANOUT_BATCH = Scenario(
+    name="fanout-batch",
+    title="Fan-out, 20 messages at a time, to 1,000 subscribers",
+    kind="window",
+    unit="delivery",
+    params={**FANOUT.params, "rate": 2, "burst": 20},
+    quick=FANOUT.quick,
+    baseline="websockets",
+    main_label="server CPU µs per delivered message",
+    columns=("units_per_s", "lat_p50_ms", "lat_p99_ms", "server_cpu_util"),
+    what="one publisher sends {burst} messages of {size} B back to back, {rate} times a second, to a channel "
+    "with {subscribers:,} subscribers: a server that batches sends them in one frame per subscriber; "
+    "a unit is a message delivered, however many share a frame",
+)
+
 CHURN = Scenario(
     name="churn",
     title="Channel churn: subscribe + unsubscribe",
@@ -184,4 +199,4 @@ MMO = Scenario(
     "moving each tick at {hz} Hz; each of {clients:,} clients sees {view_frac:.0%} of them",
 )
 
-ALL = (FANOUT, CHURN, SINGLE, RPC, MEMORY, MMO)
+ALL = (FANOUT, FANOUT_BATCH, CHURN, SINGLE, RPC, MEMORY, MMO)

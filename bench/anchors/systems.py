@@ -64,7 +64,7 @@ class NodeSystem(System):
 class SocketCluster(NodeSystem):
     name = "socketcluster"
     label = "SocketCluster 20.0.1 (Node)"
-    scenarios = frozenset({"fanout", "churn", "single", "memory"})
+    scenarios = frozenset({"fanout", "fanout-batch", "churn", "single", "memory"})
     server_script = "sc_server.js"
     load_script = "sc_load.js"
 
@@ -145,7 +145,7 @@ def anchor_systems() -> list[System]:
         PythonServer(
             "websockets",
             "websockets 17.4 (floor)",
-            frozenset({"fanout", "rpc", "memory"}),
+            frozenset({"fanout", "fanout-batch", "rpc", "memory"}),
             ("websockets", "uvloop", "picows"),
         ),
         PythonServer(

@@ -4,6 +4,7 @@
 // the harness's load protocol (bench/system.py). Scenarios:
 //   fanout  `subscribers` sockets on channel "c"; one publisher sends `burst` publishes
 //           `rate` times a second. units = deliveries received by the subscribers.
+//           (fanout-batch: the same, with a burst of 20.)
 //   single  `subscribers` sockets on "c"; the publisher stays at most `inflight` messages
 //           ahead of the slowest subscriber (closed loop). units = deliveries.
 //   churn   one socket subscribes fresh channel names (acknowledged, at most `inflight`
@@ -43,7 +44,8 @@ function watchSubscriber(c, sampled) {
 }
 
 async function setup(cmd) {
-  st.scenario = cmd.scenario; st.port = cmd.port; st.p = cmd.params || {};
+  // fanout-batch is fanout with a larger burst: the same load
+  st.scenario = cmd.scenario === 'fanout-batch' ? 'fanout' : cmd.scenario; st.port = cmd.port; st.p = cmd.params || {};
   const t0 = now();
   if (st.scenario === 'fanout' || st.scenario === 'single') {
     const n = st.p.subscribers || 1000;

@@ -173,6 +173,8 @@ async def open_clients(L: Load, n: int, role: str, sample_every: int = 0, conc: 
 
 async def setup(L: Load, cmd: dict) -> dict:
     L.port, L.scenario, L.p = cmd["port"], cmd["scenario"], cmd.get("params", {})
+    if L.scenario == "fanout-batch":  # fanout with a larger burst: the same load
+        L.scenario = "fanout"
     t0 = now()
     if L.scenario == "fanout":
         n = int(L.p.get("subscribers", 1000))
