@@ -1,0 +1,503 @@
+"""Rooms: authoritative simulations with their own clock, seats and inputs.
+
+A game writes a Room subclass; the engine runs it. Time enters as an argument everywhere
+(`RoomRunner.advance(now)`), so tests and `engine.testing` step a room without sleeping;
+only the host's timer reads the clock.
+
+    class Arena(Room):
+        tick_rate = 30           # simulation steps per second
+        send_rate = 20           # frames to players per second
+        max_players = 8
+
+        def on_join(self, player, options):  self.positions[player.id] = (0, 0)
+        def on_input(self, player, data):    self.moves[player.id] = data
+        def on_tick(self, now, dt):          ...   # advance the world by dt
+        def on_leave(self, player, consented): ...
+
+Simulation and sending run at separate rates. A tick that runs late is handled by the
+room's `late_policy`: "skip" (drop the missed steps and count them; the default, so a
+stall never turns into a burst) or "catch_up" (run up to `max_catch_up` missed steps at
+once, then skip and count the rest). Either way the count is kept: never a silent drift.
+
+Each send tick, every player gets exactly one frame section: a Tick header (tick number,
+room time, the last input sequence applied for that player, and an echo of its latest
+input so the client can measure round-trip time and clock offset), then what the room has
+for it: room state when it changed (encoded once, shared by every player), broadcasts
+(shared) and messages to that player alone. A send tick with nothing to say still sends
+the header.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ._generated import protocol as P
+from .errors import Forbidden, LimitExceeded
+from .limits import TokenBucket
+from .packed import Codebook
+
+__all__ = ["Room", "Player", "RoomRunner", "SendTick", "PlayerSection", "TickStats"]
+
+
+class Player:
+    """A seat in a room: it outlives a dropped connection for `reconnect_grace` seconds."""
+
+    __slots__ = (
+        "id",
+        "name",
+        "options",
+        "data",
+        "worker",
+        "socket_id",
+        "handle",
+        "connected",
+        "dropped_at",
+        "rejoin_token",
+        "inputs",
+        "bucket",
+        "applied_seq",
+        "echo_seq",
+        "echo_at",
+        "outbox",
+        "inputs_dropped",
+    )
+
+    def __init__(self, player_id: int, name: str, options: Any, now: float, rate: float, burst: float):
+        self.id = player_id
+        self.name = name
+        self.options = options
+        self.data: dict[str, Any] = {}  # the game's own per-player state
+        self.worker = ""  # the worker process holding its connection
+        self.socket_id = ""
+        self.handle = 0  # the room's id on the player's connection (in its Tick headers)
+        self.connected = True
+        self.dropped_at: float | None = None
+        self.rejoin_token = secrets.token_urlsafe(16)
+        self.inputs: deque[tuple[int, Any]] = deque()
+        self.bucket = TokenBucket(rate, burst, now)
+        self.applied_seq = 0
+        self.echo_seq = 0
+        self.echo_at = 0.0
+        self.outbox: list[bytes] = []  # encoded messages for this player only
+        self.inputs_dropped = 0
+
+    def __repr__(self) -> str:
+        return f"Player({self.id}, {self.name!r}{'' if self.connected else ', dropped'})"
+
+
+class Room:
+    """Base class of a game's rooms. Override the on_* hooks; use the methods below."""
+
+    # -- settings (class attributes; a subclass overrides what it needs) ---------------------
+    tick_rate: float = 20.0
+    send_rate: float = 20.0
+    max_players: int = 16
+    reconnect_grace: float = 10.0  # a dropped player keeps its seat this long
+    reservation_timeout: float = 15.0  # a reserved seat is held this long
+    max_inputs_per_second: float = 60.0
+    input_burst: int = 30
+    max_queued_inputs: int = 64
+    late_policy: str = "skip"  # or "catch_up"
+    max_catch_up: int = 5
+    input_type: type | None = None  # a schema message; None accepts any payload
+    state_type: type | None = None  # a schema message holding the room's state, or None
+    on_owner_lost: str = "close"  # or "recreate": what happens when its process dies
+    auto_dispose: bool = True  # dispose when the last player leaves
+    drain_timeout: float = 30.0  # how long a rolling restart lets an unmovable room run
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.type_name = ""
+        self.players: dict[int, Player] = {}
+        self.metadata: dict[str, Any] = {}
+        self.locked = False
+        self.private = False
+        self.state: Any = None
+        self.tick = 0
+        self.time = 0.0  # room time in seconds (since creation)
+        self._runner: RoomRunner | None = None
+
+    # -- hooks ------------------------------------------------------------------------------
+    def on_create(self, options: Any) -> None: ...
+
+    def on_join(self, player: Player, options: Any) -> None:
+        """Raise Blocked("why") to refuse the player."""
+
+    def on_leave(self, player: Player, consented: bool) -> None: ...
+
+    def on_input(self, player: Player, data: Any) -> None: ...
+
+    def on_tick(self, now: float, dt: float) -> None: ...
+
+    def on_dispose(self) -> None: ...
+
+    def serialise(self) -> Any:
+        """JSON-able state to move this room to another process; None if it cannot move."""
+        return None
+
+    def restore(self, data: Any) -> None:
+        """Rebuild from what serialise() returned (instead of on_create)."""
+        raise NotImplementedError
+
+    # -- what hooks call ---------------------------------------------------------------------
+    def send(self, player: Player, data: Any) -> None:
+        """A message to one player, in its next frame."""
+        self._r().private(player, data)
+
+    def broadcast(self, data: Any, exclude: Player | None = None) -> None:
+        """A message to every player, encoded once."""
+        self._r().broadcast(data, exclude)
+
+    def send_near(self, x: float, y: float, data: Any) -> None:
+        """A message to the players who can see the point (x, y) (needs interest management)."""
+        self._r().near(x, y, data)
+
+    def lock(self) -> None:
+        self.locked = True
+
+    def unlock(self) -> None:
+        self.locked = False
+
+    def kick(self, player: Player, reason: str = "") -> None:
+        self._r().remove(player, consented=False, reason=reason or "kicked")
+
+    def dispose(self) -> None:
+        self._r().disposed = True
+
+    def _r(self) -> "RoomRunner":
+        if self._runner is None:
+            raise RuntimeError("this room is not running")
+        return self._runner
+
+
+@dataclass
+class TickStats:
+    """What a room's health is measured by (exported per room)."""
+
+    ticks: int = 0
+    late_ticks: int = 0  # steps run late (caught up)
+    skipped_ticks: int = 0  # steps dropped by the late policy
+    sends: int = 0
+    skipped_sends: int = 0
+    bytes_sent: int = 0
+    inputs: int = 0
+    inputs_dropped: int = 0
+    # tick duration histogram: upper bounds in ms -> count
+    buckets: dict[float, int] = field(default_factory=lambda: {b: 0 for b in (1, 2, 5, 10, 20, 50, 100, float("inf"))})
+
+    def observe(self, ms: float) -> None:
+        for bound in self.buckets:
+            if ms <= bound:
+                self.buckets[bound] += 1
+                return
+
+
+@dataclass
+class PlayerSection:
+    """One player's part of a send tick: its header, shared parts by index, its own parts."""
+
+    player_id: int
+    worker: str
+    socket_id: str
+    header: bytes
+    shared: list[int] | None  # indices into SendTick.shared; None means all of them
+    private: list[bytes]
+
+
+@dataclass
+class SendTick:
+    room_id: str
+    tick: int
+    shared: list[bytes]
+    players: list[PlayerSection]
+
+    def parts(self, section: PlayerSection) -> list[bytes]:
+        """What one player's frame section holds, in order."""
+        shared = self.shared if section.shared is None else [self.shared[i] for i in section.shared]
+        return [section.header, *shared, *section.private]
+
+    def by_worker(self) -> dict[str, list[PlayerSection]]:
+        out: dict[str, list[PlayerSection]] = {}
+        for s in self.players:
+            out.setdefault(s.worker, []).append(s)
+        return out
+
+
+class RoomRunner:
+    """Steps one room: seats, inputs, fixed-step simulation, send ticks. Pure: no clock."""
+
+    def __init__(self, room: Room, room_id: str, type_name: str, codebook: Codebook, now: float):
+        self.room = room
+        self.codebook = codebook
+        room.id = room_id
+        room.type_name = type_name
+        room._runner = self
+        self.created = now
+        self.sim_dt = 1.0 / room.tick_rate
+        self.send_dt = 1.0 / room.send_rate
+        self.next_sim = now
+        self.next_send = now
+        self.stats = TickStats()
+        self.shared: list[bytes] = []  # broadcasts queued for the next send tick
+        self.reservations: dict[str, tuple[float, Any]] = {}  # token -> (expiry, name)
+        self.last_state: bytes | None = None
+        self.next_player_id = 1
+        self.free_ids: list[int] = []
+        self.disposed = False
+        self.near: Callable[[float, float, Any], None] = self._no_interest
+        self.on_removed: Callable[[Player, str], None] = lambda player, reason: None
+
+    # -- seats -------------------------------------------------------------------------------
+    @property
+    def seats_taken(self) -> int:
+        return len(self.room.players) + len(self.reservations)
+
+    def reserve(self, name: str, now: float) -> str:
+        """Hold a seat for `reservation_timeout`; the token is presented at join."""
+        self._expire(now)
+        self._check_open()
+        token = secrets.token_urlsafe(12)
+        self.reservations[token] = (now + self.room.reservation_timeout, name)
+        return token
+
+    def _check_open(self) -> None:
+        room = self.room
+        if self.disposed:
+            raise Forbidden("the room is closed")
+        if room.locked:
+            raise Forbidden("the room is locked")
+        if self.seats_taken >= room.max_players:
+            raise LimitExceeded("the room is full (max_players)")
+
+    def _expire(self, now: float) -> None:
+        for token, (expiry, _) in list(self.reservations.items()):
+            if expiry <= now:
+                del self.reservations[token]
+        grace = self.room.reconnect_grace
+        for player in list(self.room.players.values()):
+            if not player.connected and player.dropped_at is not None and now - player.dropped_at > grace:
+                self.remove(player, consented=False, reason="did not come back in time")
+
+    def join(self, name: str, options: Any, now: float, reservation: str = "") -> Player:
+        """Seat a player (with a reservation, or on a free seat); on_join may refuse it."""
+        self._expire(now)
+        room = self.room
+        if reservation:
+            if self.reservations.pop(reservation, None) is None:
+                raise Forbidden("the seat reservation expired or does not exist")
+            if self.disposed:
+                raise Forbidden("the room is closed")
+        else:
+            self._check_open()
+        pid = self.free_ids.pop() if self.free_ids else self._new_id()
+        player = Player(pid, name, options, now, room.max_inputs_per_second, room.input_burst)
+        try:
+            room.on_join(player, options)
+        except Exception:
+            self.free_ids.append(pid)
+            raise
+        room.players[pid] = player
+        return player
+
+    def _new_id(self) -> int:
+        pid = self.next_player_id
+        self.next_player_id += 1
+        return pid
+
+    def rejoin(self, token: str, now: float) -> Player:
+        """The same seat again, within the grace period after a dropped connection."""
+        self._expire(now)
+        for player in self.room.players.values():
+            if player.rejoin_token == token:
+                if player.connected:
+                    raise Forbidden("that seat is connected")
+                player.connected = True
+                player.dropped_at = None
+                player.outbox.clear()
+                return player
+        raise Forbidden("the seat is gone (rejoin grace period over)")
+
+    def drop(self, player: Player, now: float) -> None:
+        """The player's connection dropped: keep the seat for the grace period."""
+        if player.id in self.room.players and player.connected:
+            player.connected = False
+            player.dropped_at = now
+            player.inputs.clear()
+            if self.room.reconnect_grace <= 0:
+                self.remove(player, consented=False, reason="connection dropped")
+
+    def remove(self, player: Player, consented: bool, reason: str = "left") -> None:
+        room = self.room
+        if room.players.pop(player.id, None) is None:
+            return
+        self.free_ids.append(player.id)
+        try:
+            room.on_leave(player, consented)
+        finally:
+            self.on_removed(player, reason)
+            if room.auto_dispose and not room.players and not self.reservations:
+                self.disposed = True
+
+    # -- inputs ------------------------------------------------------------------------------
+    def input(self, player: Player, seq: int, data: Any, now: float) -> bool:
+        """Queue an input for the next tick; False when it was dropped (counted)."""
+        stats = self.stats
+        if seq > player.echo_seq:
+            player.echo_seq = seq
+            player.echo_at = now
+        if not player.connected:
+            return False
+        if (
+            seq <= player.applied_seq
+            or len(player.inputs) >= self.room.max_queued_inputs
+            or not player.bucket.take(now)
+            or (player.inputs and seq <= player.inputs[-1][0])
+        ):
+            player.inputs_dropped += 1
+            stats.inputs_dropped += 1
+            return False
+        player.inputs.append((seq, data))
+        stats.inputs += 1
+        return True
+
+    # -- messages ------------------------------------------------------------------------------
+    def encode(self, data: Any) -> bytes:
+        return self.codebook.encode(P.RoomMessage(self.codebook.payload(data)))
+
+    def private(self, player: Player, data: Any) -> None:
+        if player.connected:
+            player.outbox.append(self.encode(data))
+
+    def broadcast(self, data: Any, exclude: Player | None) -> None:
+        encoded = self.encode(data)
+        if exclude is None:
+            self.shared.append(encoded)
+        else:
+            for p in self.room.players.values():
+                if p is not exclude and p.connected:
+                    p.outbox.append(encoded)
+
+    def _no_interest(self, x: float, y: float, data: Any) -> None:
+        raise RuntimeError("send_near needs interest management: give the room a world grid")
+
+    # -- time ----------------------------------------------------------------------------------
+    def next_wakeup(self) -> float:
+        return min(self.next_sim, self.next_send)
+
+    def advance(self, now: float) -> SendTick | None:
+        """Run the simulation steps due by `now`, and the send tick if one is due."""
+        self._expire(now)
+        room = self.room
+        steps = 0
+        limit = room.max_catch_up if room.late_policy == "catch_up" else 1
+        while now >= self.next_sim and not self.disposed:
+            if steps >= limit:
+                missed = int((now - self.next_sim) // self.sim_dt) + 1
+                self.stats.skipped_ticks += missed
+                self.next_sim += missed * self.sim_dt
+                break
+            self._step()
+            steps += 1
+        if steps > 1:
+            self.stats.late_ticks += steps - 1
+        if now < self.next_send or self.disposed:
+            return None
+        out = self._send(now)
+        self.next_send += self.send_dt
+        if now >= self.next_send:  # sends are never caught up: the newest state is what matters
+            missed = int((now - self.next_send) // self.send_dt) + 1
+            self.stats.skipped_sends += missed
+            self.next_send += missed * self.send_dt
+        return out
+
+    def _step(self) -> None:
+        room = self.room
+        for player in list(room.players.values()):
+            while player.inputs:
+                seq, data = player.inputs.popleft()
+                player.applied_seq = seq
+                if data is not None:
+                    room.on_input(player, data)
+        room.time = self.next_sim - self.created
+        room.on_tick(room.time, self.sim_dt)
+        room.tick += 1
+        self.stats.ticks += 1
+        self.next_sim += self.sim_dt
+
+    def _send(self, now: float) -> SendTick:
+        room = self.room
+        shared = self._state_part() + self.shared
+        self.shared = []
+        time_ms = int((now - self.created) * 1000)
+        sections = []
+        total = sum(len(s) for s in shared)
+        for player in room.players.values():
+            if not player.connected:
+                continue
+            header = self.codebook.encode(
+                P.Tick(
+                    player.handle,
+                    room.tick,
+                    time_ms,
+                    player.applied_seq,
+                    player.echo_seq,
+                    int((now - player.echo_at) * 1000) if player.echo_seq else 0,
+                )
+            )
+            private, player.outbox = player.outbox, []
+            sections.append(PlayerSection(player.id, player.worker, player.socket_id, header, None, private))
+            total += len(header) + sum(len(p) for p in private)
+        self.stats.sends += 1
+        self.stats.bytes_sent += total
+        return SendTick(room.id, room.tick, shared, sections)
+
+    def _state_part(self) -> list[bytes]:
+        """The room state, when it changed since the last send tick (compared encoded)."""
+        state = self.room.state
+        if state is None:
+            return []
+        body = self.codebook.payload(state)
+        encoded = self.codebook.encode(P.RoomState(body))
+        if encoded == self.last_state:
+            return []
+        self.last_state = encoded
+        return [encoded]
+
+    def state_message(self) -> bytes | None:
+        """The current state for a player who just joined."""
+        if self.room.state is None:
+            return None
+        return self.codebook.encode(P.RoomState(self.codebook.payload(self.room.state)))
+
+    def info(self) -> dict[str, Any]:
+        room = self.room
+        return {
+            "room_id": room.id,
+            "type": room.type_name,
+            "players": len(room.players),
+            "max_players": room.max_players,
+            "locked": room.locked,
+            "private": room.private,
+            "metadata": room.metadata,
+        }
+
+
+def matches(info: dict[str, Any], filters: dict[str, Any] | None) -> bool:
+    """Whether a listed room's metadata has every key-value of `filters`."""
+    if not filters:
+        return True
+    meta = info.get("metadata") or {}
+    return all(meta.get(k) == v for k, v in filters.items())
+
+
+def joinable(info: dict[str, Any], filters: dict[str, Any] | None = None) -> bool:
+    return (
+        not info.get("locked")
+        and not info.get("private")
+        and info.get("players", 0) < info.get("max_players", 0)
+        and matches(info, filters)
+    )
+
