@@ -150,10 +150,10 @@ class Supervisor:
         try:
             for b in self.brokers:
                 await self._start(b)
-            await asyncio.gather(*(b.ready.wait() for b in self.brokers))
+            await self._all_ready(self.brokers)
             for w in self.workers:
                 await self._start(w)
-            await asyncio.gather(*(w.ready.wait() for w in self.workers))
+            await self._all_ready(self.workers)
             log.info(
                 "serving %s on %s:%d with %d worker(s), %d broker(s), scheduling %s",
                 self.app, self.host, self.port, self.n_workers, self.n_brokers, self.scheduling,
@@ -164,6 +164,15 @@ class Supervisor:
         finally:
             await self._shutdown()
         return 0
+
+    async def _all_ready(self, group: list[Child], timeout: float = 60.0) -> None:
+        # Polled, not awaited: a child that crashes at start is restarted with a new event.
+        deadline = time.monotonic() + timeout
+        while not all(c.ready.is_set() for c in group):
+            if time.monotonic() > deadline:
+                late = [c.name for c in group if not c.ready.is_set()]
+                raise SystemExit(f"{', '.join(late)} did not start within {timeout:.0f} s; see the log above")
+            await asyncio.sleep(0.02)
 
     def _listen(self) -> None:
         count = self.n_workers if self.scheduling == "reuseport" else 1
