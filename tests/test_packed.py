@@ -327,3 +327,19 @@ def test_codebook_hash_is_in_message_id_order():
 def test_schema_hash_is_the_models():
     assert E.SCHEMA_HASH == MODEL.hash
     assert P.SCHEMA_HASH == load(PROTOCOL).hash
+
+
+def test_struct_arrays_from_one_array_per_field():
+    # Game state kept as one numpy array per field encodes without a structured array.
+    cols = {"id": np.array([1, 4095], np.uint16), "x": np.array([1.0, 64.0], np.float32), "y": np.array([3.0, 4.0]),
+            "neg": np.array([-1, 2], np.int8), "on": np.array([True, False]), "mood": np.array([0, 1], np.int16)}
+    rows = [E.Packed(1, 1.0, 3.0, -1, True, 0), E.Packed(4095, 64.0, 4.0, 2, False, 1)]
+    assert CB.encode(E.Vectors(packed=cols)) == CB.encode(E.Vectors(packed=rows))
+    nested = {"pos": {"x": np.array([1.5]), "y": np.array([0.0])}, "team": np.array([1]), "heading": np.array([0.5])}
+    assert CB.encode(E.Vectors(placed=nested)) == CB.encode(E.Vectors(placed=[E.Placed(E.Vec2(1.5, 0.0), 1, 0.5)]))
+    with pytest.raises(EncodeError, match="one length"):
+        CB.encode(E.Vectors(packed={**cols, "x": np.array([1.0])}))
+    with pytest.raises(EncodeError, match="columns"):
+        CB.encode(E.Vectors(packed={"id": cols["id"]}))
+    with pytest.raises(EncodeError, match="out of range"):
+        CB.encode(E.Vectors(packed={**cols, "id": np.array([1, 4096])}))
