@@ -6,17 +6,28 @@ subscribe, never to all. Four operations make the whole interface (publish, subs
 unsubscribe, request with a timeout), so the local brokers of a cluster and NATS can take
 this twin's place without the worker noticing.
 
+Besides those four, the bus carries two small services whose state must live where every
+worker can reach it, so on the bus's far side and not in any worker: presence (each worker
+reports its local subscriber count per channel with `set_count`; `presence` sums them over
+the cluster) and a key-value store with expiry (`kv_get`, `kv_set`, `kv_delete`), volatile
+by design. They are on this interface rather than a second one because they share its
+owner and its lifecycle: the brokers keep them (brokerbus.py), NATS would keep them in
+JetStream KV, and server code reaches them as `worker.bus.kv_get(key)` whichever runs.
+
 LocalHub is the in-memory twin: any number of LocalBus endpoints (one per worker) in one
 process, delivering synchronously. It is what a single-process server runs on, and what
-tests use to put several workers in one process.
+tests use to put several workers in one process. Its KV store reads `clock` (monotonic
+seconds by default; a test passes its own to step time).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Awaitable, Callable, Protocol
 
 from .errors import Timeout, Unavailable
+from .kv import KVStore
 from .packed import Payload
 
 __all__ = ["Bus", "Deliver", "LocalHub", "LocalBus"]
@@ -41,6 +52,20 @@ class Bus(Protocol):
     def handle(self, subject: str, handler: RequestHandler) -> None:
         """Answer requests on `subject` from this endpoint."""
 
+    def set_count(self, channel: str, count: int) -> None:
+        """This endpoint now has `count` local subscribers on `channel` (0: none)."""
+
+    async def presence(self, channel: str) -> int:
+        """Subscribers on `channel` over every endpoint (as last reported)."""
+
+    async def kv_get(self, key: str) -> bytes | None: ...
+
+    async def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store `value`; with `ttl` it expires after that many seconds."""
+
+    async def kv_delete(self, key: str) -> bool:
+        """Remove `key`; whether it was there."""
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -49,9 +74,12 @@ class Bus(Protocol):
 class LocalHub:
     """The routing table shared by LocalBus endpoints in one process."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.subscribers: dict[str, list["LocalBus"]] = {}
         self.handlers: dict[str, RequestHandler] = {}
+        self.counts: dict[str, dict["LocalBus", int]] = {}  # channel -> endpoint -> count
+        self.kv = KVStore()
+        self.clock = clock
 
     def bus(self) -> "LocalBus":
         return LocalBus(self)
@@ -99,9 +127,32 @@ class LocalBus:
                 raise Timeout(f"no answer on {subject!r} within {timeout} s") from None
         return result  # type: ignore[return-value]
 
+    def set_count(self, channel: str, count: int) -> None:
+        counts = self.hub.counts.setdefault(channel, {})
+        if count > 0:
+            counts[self] = count
+        else:
+            counts.pop(self, None)
+            if not counts:
+                del self.hub.counts[channel]
+
+    async def presence(self, channel: str) -> int:
+        return sum(self.hub.counts.get(channel, {}).values())
+
+    async def kv_get(self, key: str) -> bytes | None:
+        return self.hub.kv.get(key, self.hub.clock())
+
+    async def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self.hub.kv.set(key, value, self.hub.clock(), ttl)
+
+    async def kv_delete(self, key: str) -> bool:
+        return self.hub.kv.delete(key, self.hub.clock())
+
     async def start(self) -> None:
         return None
 
     async def close(self) -> None:
         for channel in list(self.channels):
             self.unsubscribe(channel)
+        for channel in [c for c, counts in self.hub.counts.items() if self in counts]:
+            self.set_count(channel, 0)
