@@ -88,7 +88,8 @@ class App:
         self.on_stop: list[Handler] = []
         self.on_connect: list[Handler] = []
         self.on_disconnect: list[Handler] = []
-        self.routes: dict[str, Handler] = {}  # extra HTTP GET routes: path -> fn(request) -> (status, type, body)
+        self.routes: dict[str, Handler] = {}  # extra HTTP GET routes: path -> fn(request) -> Response
+        self.room_types: dict[str, type] = {}  # name -> Room subclass
 
     # -- registration -------------------------------------------------------------------
     def procedure(self, name: str) -> Callable[[Handler], Handler]:
@@ -132,6 +133,17 @@ class App:
     def channel_type(self, pattern: str, record: type) -> None:
         """Channels named `pattern` (or starting with it, when it ends with '*') carry `record`."""
         self.channel_types.append((pattern, record))
+
+    def room(self, name: str, room_class: type | None = None) -> Any:
+        """Register a Room subclass under a type name: app.room("arena", Arena), or as a decorator."""
+
+        def register(cls: type) -> type:
+            if name in self.room_types:
+                raise ValueError(f"room type {name!r} is registered twice")
+            self.room_types[name] = cls
+            return cls
+
+        return register(room_class) if room_class is not None else register
 
     def route(self, path: str) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:

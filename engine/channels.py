@@ -68,7 +68,6 @@ class ChannelTable:
         self.to_payload: Callable[[Any], Payload] | None = None
         self.decode: Callable[[Payload], Any] = lambda p: None
         self.on_empty = on_empty
-        bus.attach(self.deliver)
 
     # -- membership ----------------------------------------------------------------------
     def subscribe(self, sock: "Socket", name: str) -> Channel:

@@ -32,7 +32,7 @@ from .codec import PACKED_SUBPROTOCOL
 from .errors import ConnectionClosed, RemoteError, Timeout, reconnect_allowed
 from .packed import Codebook, DecodeError, Payload
 
-__all__ = ["Client", "Subscription", "CLIENT_NAME", "reconnect_delay"]
+__all__ = ["Client", "Subscription", "ClientRoom", "CLIENT_NAME", "reconnect_delay"]
 
 CLIENT_NAME = "tickwire-py/0.1"
 log = logging.getLogger("tickwire.client")
@@ -97,6 +97,82 @@ class Subscription:
         return f"Subscription({self.name!r}, id={self.id})"
 
 
+class ClientRoom:
+    """A seat in a room: send inputs, read its state and messages, measure the clock.
+
+    Each send tick the server sends a Tick header; the room keeps the newest tick number and
+    room time, the last input sequence the simulation applied, a smoothed round-trip time
+    (from the echo of the newest input) and the offset between the room's clock and ours.
+    """
+
+    def __init__(self, client: "Client", joined: Any):
+        self.client = client
+        self.handle = joined.room
+        self.id = joined.room_id
+        self.type = joined.room_type
+        self.player = joined.player
+        self.seat = joined.seat
+        self.tick_rate = joined.tick_rate
+        self.send_rate = joined.send_rate
+        self.state: Any = None
+        self.messages: deque[Any] = deque(maxlen=client.max_queue)
+        self.tick = 0
+        self.time_ms = 0
+        self.applied_seq = 0
+        self.seq = 0
+        self.ticks = 0
+        self.rtt: float | None = None
+        self.clock_offset: float | None = None  # room time (s) minus local time (s)
+        self.left: tuple[int, str] | None = None  # (code, reason) once out of the room
+        self.on_tick: Callable[["ClientRoom"], None] | None = None
+        self._sent: dict[int, float] = {}
+        self._waiter: asyncio.Future[None] | None = None
+
+    def input(self, data: Any = None) -> int:
+        """Send one input for the room's next tick; its sequence number."""
+        self.seq += 1
+        loop = asyncio.get_running_loop()
+        self._sent[self.seq] = loop.time()
+        if len(self._sent) > 256:
+            for old in sorted(self._sent)[:-128]:
+                del self._sent[old]
+        self.client._queue(P.Input(self.handle, self.seq, self.client.codebook.payload(data)))
+        return self.seq
+
+    async def leave(self) -> None:
+        await self.client._request(lambda cid: P.LeaveRoom(cid, self.handle), None)
+        self.client.rooms.pop(self.handle, None)
+        self.left = (0, "left")
+
+    async def next_message(self, timeout: float | None = None) -> Any:
+        async with asyncio.timeout(timeout):
+            while not self.messages:
+                self._waiter = asyncio.get_running_loop().create_future()
+                await self._waiter
+        return self.messages.popleft()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _tick(self, msg: Any, now: float) -> None:
+        self.tick, self.time_ms, self.applied_seq = msg.tick, msg.time_ms, msg.applied_seq
+        self.ticks += 1
+        sent = self._sent.get(msg.echo_seq)
+        if sent is not None:
+            rtt = max(0.0, now - sent - msg.echo_age_ms / 1000)
+            self.rtt = rtt if self.rtt is None else self.rtt * 0.8 + rtt * 0.2
+        if self.rtt is not None:
+            offset = msg.time_ms / 1000 + self.rtt / 2 - now
+            self.clock_offset = offset if self.clock_offset is None else self.clock_offset * 0.9 + offset * 0.1
+        if self.on_tick is not None:
+            self.on_tick(self)
+        self._wake()
+
+    def __repr__(self) -> str:
+        return f"ClientRoom({self.id!r}, player={self.player}, tick={self.tick})"
+
+
 class Client:
     def __init__(
         self,
@@ -136,6 +212,7 @@ class Client:
         self.rng = rng
         self.welcome: Any = None
         self.subscriptions: dict[str, Subscription] = {}
+        self.rooms: dict[int, ClientRoom] = {}  # by handle on the current connection
         self.handlers: dict[str, list[Callable[[Any], Any]]] = {}
         self.connects = 0  # successful handshakes, including reconnections
         self.frames_received = 0
@@ -269,6 +346,9 @@ class Client:
         ws.writer = writer  # type: ignore[attr-defined]
         if self.subscriptions:
             await self._subscribe_all(list(self.subscriptions.values()), wait=False)
+        rooms, self.rooms = list(self.rooms.values()), {}
+        for room in rooms:
+            self._retake_seat(room)
         self._connected.set()
         return ws
 
@@ -334,8 +414,28 @@ class Client:
         if self.on_frame is not None:
             self.on_frame(frame)
         welcome = None
+        room: ClientRoom | None = None  # the room whose section of the frame this is
+        now = asyncio.get_running_loop().time()
         for msg in self.codebook.iter_frame(frame, self._ctx):
             match msg:
+                case P.Tick():
+                    room = self.rooms.get(msg.room)
+                    if room is not None:
+                        room._tick(msg, now)
+                case P.RoomState():
+                    if room is not None:
+                        room.state = self.codebook.payload_value(msg.data, self._ctx)
+                case P.RoomMessage():
+                    if room is not None:
+                        room.messages.append(self.codebook.payload_value(msg.data, self._ctx))
+                        room._wake()
+                case P.RoomJoined():
+                    self._resolve(msg.cid, msg)
+                case P.RoomLeft():
+                    left = self.rooms.pop(msg.room, None)
+                    if left is not None:
+                        left.left = (msg.code, msg.reason)
+                        left._wake()
                 case P.Welcome():
                     welcome = msg
                 case P.Message():
@@ -511,6 +611,49 @@ class Client:
             await self._request(lambda cid: P.Unsubscribe(cid, ids), timeout)
             for channel_id in ids:
                 self._ctx.channel_types.pop(channel_id, None)
+
+    async def join_room(
+        self,
+        room_type: str = "",
+        options: Any = None,
+        *,
+        room_id: str = "",
+        create: bool = False,
+        seat: str = "",
+        timeout: float | None = None,
+    ) -> ClientRoom:
+        """Join the fullest joinable room of a type (creating one if none), or a room by
+        id, or take a reserved or dropped seat by its token."""
+        payload = self.codebook.payload(options)
+        try:
+            joined = await self._request(lambda cid: P.JoinRoom(cid, room_type, room_id, create, seat, payload), timeout)
+        except TimeoutError:
+            raise Timeout("no answer to join_room in time") from None
+        room = ClientRoom(self, joined)
+        self.rooms[room.handle] = room
+        return room
+
+    def _retake_seat(self, room: ClientRoom) -> None:
+        """After a reconnect: the same seat again, with the token (within the grace period)."""
+        cid = next(self._cids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[cid] = fut
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                room.left = (0, f"could not take the seat back: {f.exception() if not f.cancelled() else 'cancelled'}")
+                room._wake()
+                return
+            joined = f.result()
+            room.handle, room.seat = joined.room, joined.seat
+            self.rooms[room.handle] = room
+
+        fut.add_done_callback(done)
+        self._queue(P.JoinRoom(cid, "", "", False, room.seat, self.codebook.payload(None)))
+
+    async def list_rooms(self, room_type: str = "", filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        result = await self._request(lambda cid: P.ListRooms(cid, room_type, self.codebook.payload(filters)), None)
+        return self.codebook.payload_value(result, self._ctx)
 
     async def authenticate(self, token: str, timeout: float | None = None) -> None:
         await self._request(lambda cid: P.Authenticate(cid, token), timeout)

@@ -27,6 +27,7 @@ __all__ = [
     "RemoteError",
     "ConnectionClosed",
     "error_for_code",
+    "error_from_code",
     "reconnect_allowed",
     "wire_error",
 ]
@@ -156,6 +157,12 @@ class RemoteError(TickwireError):
 
 def error_for_code(code: int, message: str) -> RemoteError:
     return RemoteError(code, message)
+
+
+def error_from_code(code: int, message: str) -> TickwireError:
+    """The TickwireError a wire code stands for (to re-raise an error from another process)."""
+    cls = _BY_CODE.get(code)
+    return cls(message) if cls is not None else Unavailable(message)
 
 
 class ProtocolViolation(Exception):

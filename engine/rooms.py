@@ -63,6 +63,7 @@ class Player:
         "echo_at",
         "outbox",
         "inputs_dropped",
+        "needs_state",
     )
 
     def __init__(self, player_id: int, name: str, options: Any, now: float, rate: float, burst: float):
@@ -83,6 +84,7 @@ class Player:
         self.echo_at = 0.0
         self.outbox: list[bytes] = []  # encoded messages for this player only
         self.inputs_dropped = 0
+        self.needs_state = True  # a newcomer gets the room state in its first section
 
     def __repr__(self) -> str:
         return f"Player({self.id}, {self.name!r}{'' if self.connected else ', dropped'})"
@@ -317,6 +319,7 @@ class RoomRunner:
                 player.connected = True
                 player.dropped_at = None
                 player.outbox.clear()
+                player.needs_state = True
                 return player
         raise Forbidden("the seat is gone (rejoin grace period over)")
 
@@ -429,7 +432,8 @@ class RoomRunner:
 
     def _send(self, now: float) -> SendTick:
         room = self.room
-        shared = self._state_part() + self.shared
+        state = self._state_part()
+        shared = state + self.shared
         self.shared = []
         time_ms = int((now - self.created) * 1000)
         sections = []
@@ -448,6 +452,10 @@ class RoomRunner:
                 )
             )
             private, player.outbox = player.outbox, []
+            if player.needs_state:
+                player.needs_state = False
+                if not state and self.last_state is not None:
+                    private.insert(0, self.last_state)  # unchanged state: newcomers need it too
             sections.append(PlayerSection(player.id, player.worker, player.socket_id, header, None, private))
             total += len(header) + sum(len(p) for p in private)
         self.stats.sends += 1
@@ -465,12 +473,6 @@ class RoomRunner:
             return []
         self.last_state = encoded
         return [encoded]
-
-    def state_message(self) -> bytes | None:
-        """The current state for a player who just joined."""
-        if self.room.state is None:
-            return None
-        return self.codebook.encode(P.RoomState(self.codebook.payload(self.room.state)))
 
     def info(self) -> dict[str, Any]:
         room = self.room

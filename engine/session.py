@@ -33,7 +33,10 @@ AWAITING, OPEN, CLOSING = 0, 1, 2
 
 # What a client may send once the handshake is done; anything else closes with 4101.
 CLIENT_MESSAGES = frozenset(
-    {P.Call, P.Emit, P.Subscribe, P.Unsubscribe, P.Publish, P.Authenticate, P.Deauthenticate}
+    {
+        P.Call, P.Emit, P.Subscribe, P.Unsubscribe, P.Publish, P.Authenticate, P.Deauthenticate,
+        P.JoinRoom, P.LeaveRoom, P.Input, P.ListRooms,
+    }
 )
 _PING_FRAME_MSG = P.Ping()
 _PONG_MSG = P.Pong()

@@ -41,6 +41,7 @@ class Socket:
         "waiting",
         "closed",
         "close_code",
+        "rooms",
     )
 
     def __init__(self, worker: "Worker", conn: "Connection", codec: "Codec", session: Session, socket_id: str):
@@ -56,6 +57,7 @@ class Socket:
         self.waiting: deque[Any] | None = None  # messages held while an async step runs
         self.closed = False
         self.close_code: int | None = None
+        self.rooms: dict[int, Any] | None = None  # room handle -> Seat, while it holds seats
 
     # -- what server code calls ------------------------------------------------------------
     @property
@@ -100,8 +102,11 @@ class Socket:
         self.finish()
 
     # -- engine side -------------------------------------------------------------------------
-    def send(self, msg: Any) -> None:
-        if self.session.send(msg):
+    def send(self, msg: Any, urgent: bool = False) -> None:
+        """Queue a message; it leaves at the end of this loop iteration, or, for a socket
+        with a seat in a room, in its room's next frame unless it is urgent."""
+        first = self.session.send(msg)
+        if (first and self.rooms is None) or (urgent and self.rooms is not None):
             self.worker.mark(self)
 
     def deliver(self, data: bytes) -> None:
@@ -112,7 +117,7 @@ class Socket:
         session = self.session
         out = session.out
         if out is None:
-            if session.push(data):
+            if session.push(data) and self.rooms is None:
                 self.worker.mark(self)
         else:
             out.append(data)
@@ -128,6 +133,16 @@ class Socket:
                 if conn.send_frame(frame, text):
                     stats.frames_out += 1
                     stats.bytes_out += len(frame)
+
+    def room_frame(self, header: bytes, shared: list[bytes], private: list[bytes]) -> None:
+        """A room's send tick: what was queued, then the room's section, as ONE frame."""
+        session = self.session
+        session.push(header)
+        for part in shared:
+            session.push(part)
+        for part in private:
+            session.push(part)
+        self.flush()
 
     def finish(self) -> None:
         """If the session decided to close, write what is queued, then the close frame."""
@@ -149,7 +164,7 @@ class Socket:
         session = self.session
         if session.close_code is not None:
             self.finish()
-        elif session.out is not None:
+        elif session.out is not None and self.rooms is None:
             worker.mark(self)
 
     def on_close(self, code: int | None) -> None:

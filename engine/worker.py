@@ -32,11 +32,13 @@ from .auth import KEY_ENV, Auth, generate_key
 from .bus import Bus, LocalBus
 from .channels import ChannelTable
 from .codec import PACKED_SUBPROTOCOL, Codec, PackedCodec
+from .directory import LocalDirectory
 from .errors import BadRequest, ErrorCode, NotFound, TickwireError, Timeout, Unauthenticated, wire_error
 from .limits import Limits, TokenBucket
 from .metrics import Metrics, prometheus_text
 from .middleware import HandshakeRequest, InboundRequest, PublishIn, SubscribeRequest
 from .packed import Codebook, DecodeError, EncodeError, Payload
+from .roomservice import RoomService
 from .session import Session
 from .socket import Socket
 from .transport import Connection
@@ -81,6 +83,7 @@ class Worker:
         settings: Settings | None = None,
         limits: Limits | None = None,
         extra_codecs: Iterable[Callable[["Worker"], Codec]] = (),
+        directory: Any = None,
     ):
         self.app = app
         self.process = process
@@ -103,6 +106,13 @@ class Worker:
         )
         self.channels.decode = self.payload_value
         self.channels.to_payload = self.codebook.payload
+        self.bus.attach(self._from_bus)
+        if directory is None:
+            directory = LocalDirectory()
+        self.directory = directory
+        self.rooms = RoomService(self, directory)
+        if isinstance(directory, LocalDirectory):
+            directory.attach(process, self._host_for_directory)
         self._install_publish_out()
         self.inbound = app.chain("inbound")
         self.sockets: set[Socket] = set()
@@ -150,6 +160,7 @@ class Worker:
             ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
         self.ssl_context = ssl_context
         await self.bus.start()
+        self.rooms.start()
         for fn in self.app.on_start:
             result = fn(self)
             if inspect.isawaitable(result):
@@ -189,6 +200,7 @@ class Worker:
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
         if self.server is not None:
             self.server.close()
+        self.rooms.stop()
         for sock in list(self.sockets):
             sock.close(code, reason)
         for conn in list(self.conns):
@@ -338,6 +350,8 @@ class Worker:
         self.stats.connections_closed += 1
         self.stats.connections -= 1
         self.channels.remove_socket(sock)
+        if sock.rooms:
+            self.rooms.socket_closed(sock)
         if sock.session.state != 0:  # it got past the handshake
             for fn in self.app.on_disconnect:
                 self._run_hook(fn, sock)
@@ -377,6 +391,8 @@ class Worker:
                     conn.abort()
                 elif conn.handler is None and now - conn.opened_at > handshake_timeout:
                     conn.abort()  # an HTTP request that never came, or never finished
+            if isinstance(self.directory, LocalDirectory):
+                self.directory.report(self.process, self.rooms.rooms_info(), len(self.sockets))
             if len(self.ip_buckets) > 1024:
                 idle = [ip for ip, b in self.ip_buckets.items() if now - b.stamp > 10]
                 for ip in idle:
@@ -475,8 +491,45 @@ class Worker:
             case P.Deauthenticate():
                 sock.token = None
                 return None
+            case P.Input():
+                self.rooms.input(sock, msg)
+                return None
+            case P.JoinRoom():
+                return self._room_request(sock, msg, self.rooms.join(sock, msg))
+            case P.LeaveRoom():
+                return self._room_request(sock, msg, self.rooms.leave(sock, msg))
+            case P.ListRooms():
+                return self._room_request(sock, msg, self._list_rooms(sock, msg))
         log.warning("no route for %s", type(msg).__name__)
         return None
+
+    async def _room_request(self, sock: Socket, msg: Any, step: Awaitable[None]) -> None:
+        try:
+            await step
+        except Exception as exc:
+            code, message = self._error(exc, type(msg).__name__)
+            sock.send(P.Error(msg.cid, code, message), urgent=True)
+
+    async def _list_rooms(self, sock: Socket, msg: Any) -> None:
+        filters = self.payload_value(msg.filters)
+        rooms = await self.directory.listing(msg.room_type, filters)
+        public = [{k: v for k, v in r.items() if k != "owner"} for r in rooms]
+        sock.send(P.Result(msg.cid, self.codebook.payload(public)), urgent=True)
+
+    async def _host_for_directory(self, owner: str, room_type: str, room_id: str, options: Any) -> dict[str, Any]:
+        return await self.rooms.call_owner(owner, "host", type=room_type, room_id=room_id, options=options)
+
+    def _from_bus(self, channel: str, payload: Payload) -> None:
+        """Messages from the bus: channel deliveries, or this worker's inbox."""
+        if channel[0] == "$":
+            if channel == self.rooms_inbox:
+                self.rooms.inbox(payload)
+            return
+        self.channels.deliver(channel, payload)
+
+    @property
+    def rooms_inbox(self) -> str:
+        return "$inbox." + self.process
 
     def _refuse(self, sock: Socket, msg: Any, exc: BaseException) -> None:
         """Answer a message that middleware blocked or that failed before its handler."""
@@ -640,6 +693,8 @@ class Worker:
         if not name or len(name.encode()) > self.limits.max_channel_name_length:
             self.stats.limit_errors += 1
             raise BadRequest("channel name is empty or longer than max_channel_name_length")
+        if name[0] == "$":
+            raise BadRequest("channel names starting with '$' are reserved for the engine")
 
     def _subscribe(self, sock: Socket, msg: Any) -> Awaitable[None] | None:
         chain = self.app.chain("subscribe")
