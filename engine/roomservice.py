@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ._generated import cluster as C
 from ._generated import protocol as P
 from .errors import BadRequest, ErrorCode, Forbidden, LimitExceeded, NotFound, TickwireError, error_from_code, wire_error
-from .packed import Codebook, DecodeError, Payload
+from .packed import Codebook, DecodeContext, DecodeError, Payload
 from .rooms import Player, Room, RoomRunner, SendTick
 
 if TYPE_CHECKING:
@@ -67,6 +67,9 @@ class RoomService:
         self.sockets: dict[str, "Socket"] = {}  # socket id -> socket, for batches
         self.inputs: dict[str, dict[str, list[Any]]] = {}  # owner -> room -> InputRecords
         self.inputs_scheduled = False
+        # Inbox messages carry the application's payloads (inputs): decode them against
+        # the worker's codebook, with the generous limits of trusted internal traffic.
+        self.ctx = DecodeContext(worker.codebook, max_string=1 << 20, max_vector=1 << 24)
 
     @property
     def name(self) -> str:
@@ -484,7 +487,7 @@ class RoomService:
     def inbox(self, payload: Payload) -> None:
         """A message on this worker's inbox, from another process."""
         try:
-            msg = CLUSTER.payload_value(payload)
+            msg = CLUSTER.payload_value(payload, self.ctx)
         except DecodeError:
             log.error("malformed message on %s's inbox", self.name)
             return

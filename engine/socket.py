@@ -109,6 +109,11 @@ class Socket:
         if (first and self.rooms is None) or (urgent and self.rooms is not None):
             self.worker.mark(self)
 
+    def reply(self, msg: Any) -> None:
+        """Answer a Call (Result or Error): releases its pending slot; leaves like send()."""
+        if self.session.reply(msg.cid, msg) and self.rooms is None:
+            self.worker.mark(self)
+
     def deliver(self, data: bytes) -> None:
         """A channel message, already encoded once for every subscriber of this worker."""
         if self.backlogged:

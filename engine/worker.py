@@ -662,8 +662,7 @@ class Worker:
         self._reply(sock, P.Error(cid, code, message))
 
     def _reply(self, sock: Socket, msg: Any) -> None:
-        if sock.session.reply(msg.cid, msg):
-            self.mark(sock)
+        sock.reply(msg)
 
     def _emit(self, sock: Socket, msg: Any) -> None:
         self.stats.events += 1
