@@ -343,3 +343,11 @@ def test_struct_arrays_from_one_array_per_field():
         CB.encode(E.Vectors(packed={"id": cols["id"]}))
     with pytest.raises(EncodeError, match="out of range"):
         CB.encode(E.Vectors(packed={**cols, "id": np.array([1, 4096])}))
+
+
+def test_fuzz_target_finds_nothing_in_a_second():
+    # bench/fuzz_codec.py runs for as long as it is asked to; a second of it here.
+    from bench.fuzz_codec import run
+
+    lines: list[str] = []
+    assert run(1.0, seed=1234, js=False, report=lines.append) == 0, "\n".join(lines)
