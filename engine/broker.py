@@ -54,7 +54,6 @@ from .ipc import (
     KvSet,
     Link,
     Presence,
-    Pub,
     Rep,
     Req,
     Stats,
@@ -65,6 +64,8 @@ from .ipc import (
     req_frame,
 )
 from .kv import MAX_KV_KEYS, MAX_KV_VALUE, KVStore
+
+PUB = ipc.Op.PUB
 
 __all__ = ["BrokerLimits", "Broker", "Peer", "run_broker", "main", "set_parent_death_signal"]
 
@@ -97,7 +98,7 @@ class _PeerState:
 
     def __init__(self) -> None:
         self.name = "?"
-        self.channels: set[str] = set()
+        self.channels: set[bytes] = set()  # UTF-8 names, as publishes carry them
         self.subjects: set[str] = set()
         self.counts: dict[str, int] = {}
 
@@ -132,7 +133,7 @@ class Broker:
         self.id = broker_id
         self.limits = limits or BrokerLimits()
         self.peers: dict[Peer, _PeerState] = {}
-        self.subs: dict[str, set[Peer]] = {}
+        self.subs: dict[bytes, set[Peer]] = {}  # keyed by UTF-8 name: see receive()
         self.handlers: dict[str, list[Peer]] = {}
         self._turn: dict[str, int] = {}
         self.pending: dict[int, _Pending] = {}
@@ -174,29 +175,35 @@ class Broker:
         stats = self.stats
         subs = self.subs
         decode = ipc.decode
+        pub_channel = ipc.pub_channel
         for frame in frames:
+            if frame[4] == PUB:
+                # The hot path, before the match: a publish is routed on its raw channel
+                # name and forwarded as the same bytes (see ipc.pub_channel).
+                stats["publishes"] += 1
+                targets = subs.get(pub_channel(frame))
+                if not targets:
+                    stats["unrouted"] += 1
+                    continue
+                sent = 0
+                for target in targets:
+                    if target.offer(frame):
+                        sent += 1
+                stats["deliveries"] += sent
+                stats["drops"] += len(targets) - sent
+                continue
             msg = decode(frame)
             match msg:
-                case Pub(channel=channel):
-                    stats["publishes"] += 1
-                    targets = subs.get(channel)
-                    if not targets:
-                        stats["unrouted"] += 1
-                        continue
-                    sent = 0
-                    for target in targets:
-                        if target.offer(frame):
-                            sent += 1
-                    stats["deliveries"] += sent
-                    stats["drops"] += len(targets) - sent
                 case Sub(channel):
-                    if channel not in state.channels:
-                        state.channels.add(channel)
-                        subs.setdefault(channel, set()).add(peer)
+                    key = channel.encode()
+                    if key not in state.channels:
+                        state.channels.add(key)
+                        subs.setdefault(key, set()).add(peer)
                 case Unsub(channel):
-                    if channel in state.channels:
-                        state.channels.discard(channel)
-                        self._unsubscribe(peer, channel)
+                    key = channel.encode()
+                    if key in state.channels:
+                        state.channels.discard(key)
+                        self._unsubscribe(peer, key)
                 case Req(rid, timeout_ms, subject, data):
                     self._request(peer, rid, timeout_ms, subject, data, now)
                 case Rep(bid, status, data):
@@ -268,7 +275,7 @@ class Broker:
         self.pending[bid] = _Pending(peer, rid, handler, now + timeout_ms / 1000)
         handler.send(req_frame(bid, timeout_ms, subject, data))
 
-    def _unsubscribe(self, peer: Peer, channel: str) -> None:
+    def _unsubscribe(self, peer: Peer, channel: bytes) -> None:
         targets = self.subs.get(channel)
         if targets is not None:
             targets.discard(peer)

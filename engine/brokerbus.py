@@ -62,7 +62,7 @@ from .ipc import (
     MAX_FRAME,
     IPCError,
     Link,
-    Pub,
+    Op,
     Rep,
     Req,
     counts_frames,
@@ -73,6 +73,7 @@ from .ipc import (
     kv_get_frame,
     kv_set_frame,
     presence_frame,
+    pub_fields,
     pub_frame,
     rep_frame,
     req_frame,
@@ -84,6 +85,7 @@ from .packed import Payload
 __all__ = ["BrokerBus", "BusSettings", "BusStats", "owner", "parse_brokers", "format_brokers", "BROKERS_ENV"]
 
 log = logging.getLogger("tickwire.bus")
+PUB = Op.PUB
 
 BROKERS_ENV = "TICKWIRE_BROKERS"  # "0=/path/broker-0.sock,1=/path/broker-1.sock"
 
@@ -457,16 +459,20 @@ class BrokerBus:
     def received(self, link: Link, frames: list[bytes]) -> None:
         deliver = self.deliver
         channels = self.channels
+        stats = self.stats
         for frame in frames:
+            if frame[4] == PUB:
+                # The hot path, before the match: no message object (see ipc.pub_fields).
+                channel, type_id, body = pub_fields(frame)
+                stats.received += 1
+                if deliver is not None and channel in channels:
+                    try:
+                        deliver(channel, Payload(type_id, body))
+                    except Exception:
+                        log.exception("%s: delivering on %r failed", self.name, channel)
+                continue
             msg = decode(frame)
             match msg:
-                case Pub(channel, type_id, body):
-                    self.stats.received += 1
-                    if deliver is not None and channel in channels:
-                        try:
-                            deliver(channel, Payload(type_id, body))
-                        except Exception:
-                            log.exception("%s: delivering on %r failed", self.name, channel)
                 case Rep(rid, status, data):
                     entry = self._pending.pop(rid, None)
                     if entry is not None and not entry[0].done():

@@ -17,6 +17,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import App, BadRequest, Timeout, Unavailable, Worker
 from engine.broker import Broker, BrokerLimits
@@ -48,6 +50,7 @@ from engine.kv import KVStore
 from engine.packed import Payload
 
 from helpers import ROOT, arun, client
+from test_ipc import messages
 
 # -- the pure broker -----------------------------------------------------------------------
 
@@ -99,7 +102,7 @@ def test_a_publish_reaches_exactly_the_subscribing_workers_as_the_same_bytes():
     assert len(a.frames) == 2 and len(b.frames) == 1
     assert broker.stats["publishes"] == 3 and broker.stats["deliveries"] == 3 and broker.stats["unrouted"] == 1
     broker.disconnected(a)
-    assert "x" not in broker.subs
+    assert b"x" not in broker.subs
 
 
 def test_a_worker_that_stopped_reading_loses_messages_counted_not_others():
@@ -192,6 +195,30 @@ def test_stats_and_a_worker_that_sends_what_only_brokers_send():
     assert json.loads(rep.data)["broker"] == 0
     with pytest.raises(IPCError):
         broker.receive(a, [b"\x01\x00\x00\x00\x63"], 0.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_a_broker_fed_random_bytes_raises_only_ipc_error(data):
+    broker, (a, b) = broker_with("a", "b")
+    broker.receive(b, [sub_frame("x"), handle_frame("s")], 0.0)
+    try:
+        broker.receive(a, FrameReader(max_frame=512).feed(data), 0.0)
+    except IPCError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), messages), max_size=40))
+def test_any_sequence_of_messages_keeps_the_tables_consistent(script):
+    broker, peers = broker_with("a", "b", "c")
+    for now, (who, msg) in enumerate(script):
+        broker.receive(peers[who], [encode(msg)], float(now))
+    for channel, total in broker.presence.items():
+        assert total == sum(state.counts.get(channel, 0) for state in broker.peers.values()) > 0
+    for p in peers:
+        broker.disconnected(p)
+    assert not broker.subs and not broker.handlers and not broker.pending and not broker.presence
 
 
 # -- the KV store --------------------------------------------------------------------------

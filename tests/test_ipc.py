@@ -166,6 +166,18 @@ def test_random_bytes_never_raise_anything_but_ipc_error(data):
         pass
 
 
+def test_pub_fast_paths_agree_with_decode_and_check_lengths():
+    frame = ipc.pub_frame("chän", 9, b"body")
+    assert ipc.pub_channel(frame) == "chän".encode()
+    assert Pub(*ipc.pub_fields(frame)) == decode(frame)
+    short = struct.pack("<IBHI", 8, ipc.Op.PUB, 9, 1) + b"a"
+    for bad in (short, frame[:10]):
+        with pytest.raises(IPCError):
+            ipc.pub_channel(bad)
+        with pytest.raises(IPCError):
+            ipc.pub_fields(bad)
+
+
 def test_encoding_refuses_strings_the_framing_cannot_carry():
     with pytest.raises(IPCError):
         ipc.sub_frame("x" * 70000)
