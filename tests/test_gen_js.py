@@ -53,3 +53,52 @@ def test_node_suite():
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+
+
+TS_CHECK = """
+import { Codebook } from "%(root)s/codecs/js/packed.js";
+import * as protocol from "%(root)s/codecs/js/generated/protocol.js";
+import * as E from "%(root)s/tests/golden/everything.js";
+const cb = new Codebook(protocol, E);
+const input: E.AnyMessageInput = { $type: "Numbers", i64: 5n, mood: E.Mood.Happy };
+const frame = cb.encodeFrame([input, { $type: "Ping" }]);
+for (const msg of cb.decodeFrame(frame, cb.context({ maxDepth: 8 }))) { const t: string = msg.$type; }
+const n = E.TYPES.Numbers.decode(null as any);
+const i: number = n.i32, l: bigint = n.i64;
+const v = E.TYPES.Vectors.decode(null as any);
+const x: Float32Array = v.placed.pos.x, on: boolean[] = v.packed.on, q: Float32Array = v.qs;
+const shape: E.Shape | null = E.TYPES.Reordered.decode(null as any).shape;
+const ping: protocol.AnyMessage = { $type: "Ping" };
+"""
+
+
+def test_typescript_declarations_compile(tmp_path):
+    # tsc is not a dependency of the project: this runs where tests/node_modules has
+    # typescript (add it to tests/package.json to run it in CI), and skips elsewhere.
+    import shutil
+
+    import pytest
+
+    tsc = os.path.join(ROOT, "tests", "node_modules", ".bin", "tsc")
+    tsc = tsc if os.path.exists(tsc) else shutil.which("tsc")
+    if tsc is None:
+        pytest.skip("tsc is not installed (tests/node_modules/.bin/tsc)")
+    check = tmp_path / "check.ts"
+    check.write_text(TS_CHECK % {"root": ROOT})
+    files = [str(check), "codecs/js/packed.d.ts", "codecs/js/generated/protocol.d.ts", "tests/golden/everything.d.ts"]
+    result = subprocess.run(
+        [tsc, "--noEmit", "--strict", "--target", "es2022", "--module", "es2022", "--moduleResolution", "node", *files],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_typescript_name_collisions_are_schema_errors(tmp_path):
+    import pytest
+
+    from engine.schema.parse import SchemaError
+
+    path = tmp_path / "c.fbs"
+    path.write_text("table Foo {}\ntable FooInput {}\n")
+    with pytest.raises(SchemaError, match="2:7: error: 'FooInput' is also the name of the input type of 'Foo'"):
+        generate_dts(load(str(path)))

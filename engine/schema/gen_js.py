@@ -673,8 +673,22 @@ class _Dts:
             else:
                 self.emit(f"/** {safe} */", indent)
 
+    def check_names(self) -> None:
+        """The declarations' TypeScript names must not meet the names derived from them."""
+        derived: dict[str, str] = {"AnyMessage": "the union of all messages", "AnyMessageInput": "its input"}
+        for d in self.model.decls.values():
+            if isinstance(d, (Table, Union)):
+                derived[f"{d.name}Input"] = f"the input type of '{d.name}'"
+            elif isinstance(d, Struct):
+                for suffix in ("Input", "Array", "ArrayInput"):
+                    derived[f"{d.name}{suffix}"] = f"a type derived from struct '{d.name}'"
+        for d in self.model.decls.values():
+            if d.name in derived:
+                raise SchemaError(d.pos, f"'{d.name}' is also the name of {derived[d.name]} in TypeScript; rename one")
+
     def run(self) -> str:
         m = self.model
+        self.check_names()
         self.lines.append(header(m, "//").rstrip("\n"))
         self.emit(f"// Types for the {m.name} schema's codec; codecs/js/README.md maps schema types to values.")
         self.emit()
@@ -701,10 +715,10 @@ class _Dts:
         self.emit()
         msgs = m.messages
         self.emit("/** Every message of this schema, as decoded. */")
-        self.emit(f"export type Message = {' | '.join(t.name for t in msgs) or 'never'};")
+        self.emit(f"export type AnyMessage = {' | '.join(t.name for t in msgs) or 'never'};")
         self.emit("/** Every message of this schema, as given to Codebook.encode(). */")
         inputs = " | ".join(f'({t.name}Input & {{ $type: "{t.name}" }})' for t in msgs)
-        self.emit(f"export type MessageInput = {inputs or 'never'};")
+        self.emit(f"export type AnyMessageInput = {inputs or 'never'};")
         self.emit()
         self.emit("export declare const MESSAGES: readonly MessageCodec[];")
         self.emit("export declare const TYPES: {")

@@ -466,9 +466,9 @@ export interface FarInput {
 }
 
 /** Every message of this schema, as decoded. */
-export type Message = Numbers | Vectors | Composite | Reordered | Carry | Delivery | Empty | Tag | Far;
+export type AnyMessage = Numbers | Vectors | Composite | Reordered | Carry | Delivery | Empty | Tag | Far;
 /** Every message of this schema, as given to Codebook.encode(). */
-export type MessageInput = (NumbersInput & { $type: "Numbers" }) | (VectorsInput & { $type: "Vectors" }) | (CompositeInput & { $type: "Composite" }) | (ReorderedInput & { $type: "Reordered" }) | (CarryInput & { $type: "Carry" }) | (DeliveryInput & { $type: "Delivery" }) | (EmptyInput & { $type: "Empty" }) | (TagInput & { $type: "Tag" }) | (FarInput & { $type: "Far" });
+export type AnyMessageInput = (NumbersInput & { $type: "Numbers" }) | (VectorsInput & { $type: "Vectors" }) | (CompositeInput & { $type: "Composite" }) | (ReorderedInput & { $type: "Reordered" }) | (CarryInput & { $type: "Carry" }) | (DeliveryInput & { $type: "Delivery" }) | (EmptyInput & { $type: "Empty" }) | (TagInput & { $type: "Tag" }) | (FarInput & { $type: "Far" });
 
 export declare const MESSAGES: readonly MessageCodec[];
 export declare const TYPES: {
