@@ -30,6 +30,7 @@ from engine.schema.gen_python import generate_python
 from engine.schema.model import load
 
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas", "world.fbs")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CELL_SIZE = 64.0
 
 

@@ -9,6 +9,8 @@ test; the byte budgets are plain assertions either way. `tests/` never collects 
 
 from __future__ import annotations
 
+import os
+
 import msgpack
 import numpy as np
 import orjson
@@ -186,3 +188,38 @@ def test_report_bytes(moving, capsys):
             f"json {len(orjson.dumps(rows(w))) / w.moved_count:.2f}, "
             f"msgpack {len(msgpack.packb(rows(w))) / w.moved_count:.2f}"
         )
+
+
+def test_javascript_codec(tmp_path, capsys):
+    """The browser side: JavaScript decode and encode of the same frames (node, V8)."""
+    import json
+    import shutil
+    import subprocess
+
+    from engine.schema.gen_js import generate_js
+    from engine.schema.model import load
+    from bench.codec_world import SCHEMA, ROOT
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    runtime = os.path.join(ROOT, "codecs", "js", "packed.js")
+    (tmp_path / "world.js").write_text(generate_js(load(SCHEMA), runtime))
+    msgs, _ = mixed_messages(CB)
+    mixed = bytearray()
+    for m in msgs:
+        CB.encode_into(mixed, m)
+    frames = {
+        "packed": {"masked": encode_frame_masked(WORLD, CB).hex(), "slots": encode_frame_slots(WORLD, CB).hex(), "mixed": mixed.hex()},
+        "json": {"socketcluster": orjson.dumps({"event": "#publish", "data": {"channel": "c", "data": rows(WORLD)}}).decode()},
+    }
+    (tmp_path / "frames.json").write_text(json.dumps(frames))
+    result = subprocess.run(
+        [node, "bench/codec_js_bench.mjs", str(tmp_path / "world.js"), str(tmp_path / "frames.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    with capsys.disabled():
+        for name, f in figures.items():
+            print(f"\nJavaScript {name}: decode {f['decode_us']:.1f} us, encode {f['encode_us']:.1f} us (median)")
