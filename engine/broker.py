@@ -475,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = asyncio.run
     try:
         runner(run_broker(args.path, args.id, limits=limits, handle_signals=True))
-    except (RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError, OSError) as exc:
         log.error("broker %d cannot start: %s", args.id, exc)
         return 1
     return 0
