@@ -88,6 +88,7 @@ class ChannelTable:
             group = ch.groups[sock.codec] = set()
         group.add(sock)
         ch.count += 1
+        self.bus.set_count(name, ch.count)  # presence: coalesced by the bus
         if channels is None:
             sock.channels = {ch.id: ch}
         else:
@@ -103,6 +104,7 @@ class ChannelTable:
             ch.count -= 1
             if not group:
                 del ch.groups[sock.codec]
+            self.bus.set_count(ch.name, ch.count)
         if ch.count == 0:
             self._drop(ch)
 

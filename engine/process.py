@@ -61,7 +61,7 @@ async def run_worker(cfg: dict[str, Any]) -> None:
     if cfg.get("limits"):
         app.limits = app.limits.with_overrides(**cfg["limits"])
     if cfg.get("brokers"):
-        from .broker import BrokerBus
+        from .brokerbus import BrokerBus
 
         bus: Any = BrokerBus(cfg["brokers"], name)
     else:

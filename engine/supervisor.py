@@ -341,6 +341,7 @@ class Supervisor:
                 return
             new = Child("worker", old.slot, generation=old.generation)
             old.retiring = True
+            self.draining.append(old)  # it serves (and counts) until the new one has taken over
             self.workers[i] = new
             await self._start(new)
             try:
@@ -350,7 +351,6 @@ class Supervisor:
                 continue
             # The new worker accepts on the same listening socket; now the old one stops
             # accepting, closes its clients with 1001 so they reconnect, and exits.
-            self.draining.append(old)
             if old.link is not None:
                 old.link.send({"op": "drain"})
             if old.proc is not None:
@@ -448,7 +448,7 @@ class Supervisor:
     def health(self) -> dict[str, Any]:
         procs = []
         for c in self.workers + self.brokers:
-            alive = c.proc is not None and c.proc.returncode is None and c.ready.is_set()
+            alive = _up(c) or any(_up(d) for d in self.draining if d.slot == c.slot and d.kind == c.kind)
             procs.append({
                 "process": c.name,
                 "pid": c.pid,
@@ -466,6 +466,10 @@ class Supervisor:
             "connections": sum(p["connections"] or 0 for p in procs),
             "totals": totals,
         }
+
+
+def _up(c: Child) -> bool:
+    return c.proc is not None and c.proc.returncode is None and c.ready.is_set()
 
 
 def _exit_text(code: int | None) -> str:

@@ -1,0 +1,425 @@
+"""The cluster for real: a supervisor with worker and broker processes, killed with SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from engine import Client
+from engine.errors import CloseCode
+from engine.supervisor import RestartPolicy
+
+from helpers import ROOT, arun, eventually, free_port
+
+APP = "tests.cluster_app:app"
+
+
+class Cluster:
+    """`tickwire run` with a supervisor, its log stream collected, stopped on exit."""
+
+    def __init__(self, *args: str, workers: int = 2, brokers: int = 1):
+        self.port = free_port()
+        self.args = [
+            sys.executable, "-m", "engine.cli", "run", APP, "--host", "127.0.0.1", "--port", str(self.port),
+            "--workers", str(workers), "--brokers", str(brokers), "--log-format", "json", *args,
+        ]
+        self.lines: list[str] = []
+        self.proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> "Cluster":
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._collect, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("cluster exited:\n" + "\n".join(self.lines))
+            try:
+                if self.health()["status"] == "ok":
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError("cluster did not start:\n" + "\n".join(self.lines))
+
+    def _collect(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def records(self) -> list[dict[str, Any]]:
+        out = []
+        for line in list(self.lines):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"raw": line})
+        return out
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            return r.read()
+
+    def health(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.get("/health"))
+        except urllib.error.HTTPError as exc:  # 503 while degraded still carries the body
+            return json.loads(exc.read())
+
+    def pids(self) -> dict[str, int]:
+        return {p["process"]: p["pid"] for p in self.health()["processes"]}
+
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def clients_on_each_worker(url: str, workers: int, **kwargs: Any) -> dict[str, Client]:
+    """Connect until every worker holds one of our clients (bounded)."""
+    by_process: dict[str, Client] = {}
+    spare = []
+    for _ in range(60):
+        c = Client(url, min_backoff=0.05, max_backoff=0.5, **kwargs)
+        await c.connect()
+        if c.process in by_process:
+            spare.append(c)
+        else:
+            by_process[c.process] = c
+        if len(by_process) == workers:
+            break
+    for c in spare:
+        await c.close()
+    assert len(by_process) == workers, f"could not reach every worker: {list(by_process)}"
+    return by_process
+
+
+async def client_on(url: str, process: str) -> Client:
+    """A client connected to a given worker (kernel hashing decides: retry, bounded)."""
+    for _ in range(60):
+        c = Client(url)
+        await c.connect()
+        if c.process == process:
+            return c
+        await c.close()
+    raise AssertionError(f"never reached {process}")
+
+
+def test_restart_policy_backs_off_and_holds_down_storms():
+    p = RestartPolicy(first_delay=0.05, max_delay=1.0, storm_limit=5, storm_hold=30)
+    assert [p.delay(n) for n in range(7)] == [0.0, 0.05, 0.1, 0.2, 0.4, 30, 30]
+
+
+def test_clients_on_different_workers_share_channels_and_procedures():
+    with Cluster(workers=2, brokers=2) as cluster:
+        async def scenario():
+            clients = await clients_on_each_worker(cluster.url(), 2)
+            a, b = clients["worker-0"], clients["worker-1"]
+            assert a.process != b.process
+            (chat_a,) = await a.subscribe("chat")
+            (chat_b,) = await b.subscribe("chat")
+            await a.publish("chat", "from worker-0")
+            await b.publish("chat", "from worker-1")
+            for sub in (chat_a, chat_b):
+                got = {await sub.get(timeout=5), await sub.get(timeout=5)}
+                assert got == {"from worker-0", "from worker-1"}
+            assert await a.call("where") == "worker-0" and await b.call("where") == "worker-1"
+            # A procedure that publishes: the server-side publish crosses workers too.
+            await b.call("announce", "hello all")
+            assert await chat_a.get(timeout=5) == "announce: hello all"
+            for c in clients.values():
+                await c.close()
+
+        arun(scenario())
+
+
+def test_worker_killed_under_load_is_back_quickly_and_others_see_nothing():
+    with Cluster(workers=2, brokers=1) as cluster:
+        async def scenario():
+            clients = await clients_on_each_worker(cluster.url(), 2)
+            victim, bystander = clients["worker-0"], clients["worker-1"]
+            (v_sub,) = await victim.subscribe("ticks")
+            (b_sub,) = await bystander.subscribe("ticks")
+            publisher = await client_on(cluster.url(), "worker-1")  # off the victim
+            seq = 0
+            stop = asyncio.Event()
+
+            async def publish() -> None:
+                nonlocal seq
+                while not stop.is_set():
+                    seq += 1
+                    await publisher.publish("ticks", seq)
+                    await asyncio.sleep(0.01)
+
+            task = asyncio.create_task(publish())
+            await asyncio.sleep(0.3)
+            old_pid = cluster.pids()["worker-0"]
+            t0 = time.monotonic()
+            os.kill(old_pid, signal.SIGKILL)
+            await eventually(lambda: cluster.pids()["worker-0"] not in (old_pid, None) and cluster.health()["status"] == "ok", timeout=10)
+            back_after = time.monotonic() - t0
+            # Its own client reconnects and resubscribes by itself.
+            await victim.wait_connected(timeout=10)
+            await eventually(lambda: victim.connects >= 2 and len(v_sub.queue) > 0, timeout=10)
+            await asyncio.sleep(0.3)
+            stop.set()
+            await task
+            await asyncio.sleep(0.3)
+            # The bystander saw every message, in order, and never reconnected.
+            got = [b_sub.queue.popleft() for _ in range(len(b_sub.queue))]
+            assert got == list(range(1, seq + 1))
+            assert bystander.connects == 1
+            assert back_after < 5, f"worker came back after {back_after:.2f} s"
+            print(f"worker-0 back after {back_after:.3f} s")
+            for c in [*clients.values(), publisher]:
+                await c.close()
+
+        arun(scenario(), timeout=60)
+        restarts = [r for r in cluster.records() if "exited with signal SIGKILL" in r.get("msg", "")]
+        assert restarts and restarts[0]["process"] == "supervisor"
+
+
+def test_broker_killed_is_restarted_and_channels_work_again():
+    with Cluster(workers=2, brokers=1) as cluster:
+        async def scenario():
+            clients = await clients_on_each_worker(cluster.url(), 2)
+            a, b = clients["worker-0"], clients["worker-1"]
+            (sub,) = await b.subscribe("ticks")
+            seq, sent_at = 0, {}
+            stop = asyncio.Event()
+
+            async def publish() -> None:
+                nonlocal seq
+                while not stop.is_set():
+                    seq += 1
+                    sent_at[seq] = time.monotonic()
+                    await a.publish("ticks", seq, ack=False)
+                    await asyncio.sleep(0.005)
+
+            task = asyncio.create_task(publish())
+            await asyncio.sleep(0.5)
+            os.kill(cluster.pids()["broker-0"], signal.SIGKILL)
+            await asyncio.sleep(0.2)
+            await eventually(lambda: cluster.health()["status"] == "ok", timeout=10)
+            await asyncio.sleep(1.0)
+            stop.set()
+            await task
+            await asyncio.sleep(0.5)
+            got = set(sub.queue)
+            lost = sorted(set(range(1, seq + 1)) - got)
+            assert lost, "killing the broker lost nothing? then the test did not kill it"
+            window = sent_at[lost[-1]] - sent_at[lost[0]]
+            print(f"publishes lost for {window * 1000:.0f} ms ({len(lost)} of {seq})")
+            assert window < 5.0
+            assert max(got) == seq  # channels work again after the restart
+            for c in clients.values():
+                await c.close()
+
+        arun(scenario(), timeout=60)
+
+
+def test_rolling_restart_keeps_serving():
+    with Cluster("--pid-file", "/tmp/tickwire-test-rolling.pid", workers=2, brokers=1) as cluster:
+        async def scenario():
+            clients = await clients_on_each_worker(cluster.url(), 2)
+            subs = {name: (await c.subscribe("ticks"))[0] for name, c in clients.items()}
+            publisher = Client(cluster.url(), min_backoff=0.05)
+            await publisher.connect()
+            seq = 0
+            stop = asyncio.Event()
+
+            async def publish() -> None:
+                nonlocal seq
+                while not stop.is_set():
+                    try:
+                        await publisher.publish("ticks", seq + 1, timeout=2)
+                        seq += 1
+                    except Exception:
+                        pass
+                    await asyncio.sleep(0.01)
+
+            task = asyncio.create_task(publish())
+            await asyncio.sleep(0.3)
+            before = cluster.pids()
+            subprocess.run([sys.executable, "-m", "engine.cli", "restart", "--pid-file", "/tmp/tickwire-test-rolling.pid"], check=True, cwd=ROOT)
+            # The service answers throughout: HTTP and new connections keep working.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                assert cluster.get("/health")
+                now = cluster.pids()
+                if all(now[w] != before[w] for w in ("worker-0", "worker-1")) and cluster.health()["status"] == "ok":
+                    break
+                probe = Client(cluster.url(), reconnect=False)
+                await probe.connect()
+                await probe.close()
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the rolling restart did not finish")
+            for c in clients.values():
+                await c.wait_connected(timeout=10)
+            await asyncio.sleep(0.5)
+            stop.set()
+            await task
+            await asyncio.sleep(0.5)
+            for name, sub in subs.items():
+                got = sorted(set(sub.queue))
+                missing = sorted(set(range(1, seq + 1)) - set(got))
+                print(f"{name}: {len(missing)} of {seq} publishes missed during its restart")
+                assert max(got) == seq
+                assert len(missing) < seq / 2
+            for c in [*clients.values(), publisher]:
+                await c.close()
+            assert any("rolling restart done" in r.get("msg", "") for r in cluster.records())
+
+        arun(scenario(), timeout=90)
+
+
+def test_metrics_never_go_backwards_when_a_worker_dies():
+    with Cluster(workers=2, brokers=1) as cluster:
+        def total(name: str) -> int:
+            text = cluster.get("/metrics").decode()
+            return sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(f"tickwire_{name}_total{{"))
+
+        async def scenario():
+            clients = await clients_on_each_worker(cluster.url(), 2)
+            for _ in range(10):
+                for c in clients.values():
+                    await c.call("where")
+            await asyncio.sleep(1.5)  # one stats report
+            before = total("calls")
+            assert before >= 20
+            os.kill(cluster.pids()["worker-0"], signal.SIGKILL)
+            seen = []
+            for _ in range(20):
+                seen.append(total("calls"))
+                await asyncio.sleep(0.1)
+            assert seen == sorted(seen) and seen[0] >= before
+            text = cluster.get("/metrics").decode()
+            assert 'tickwire_restarts_total{process="worker-0"} 1' in text
+            for c in clients.values():
+                await c.close()
+
+        arun(scenario(), timeout=60)
+
+
+def test_presence_and_kv_from_server_code():
+    with Cluster(workers=2, brokers=2) as cluster:
+        async def scenario():
+            clients = await clients_on_each_worker(cluster.url(), 2)
+            a, b = clients["worker-0"], clients["worker-1"]
+            await a.subscribe("lobby")
+            await b.subscribe("lobby")
+            await eventually_async(lambda: a.call("presence", "lobby"), 2)
+            await a.call("kv_set", {"key": "k", "value": "v", "ttl": 0.5})
+            assert await b.call("kv_get", "k") == "v"
+            await asyncio.sleep(1.0)
+            assert await b.call("kv_get", "k") is None
+            for c in clients.values():
+                await c.close()
+
+        arun(scenario(), timeout=60)
+
+
+async def eventually_async(get: Any, expected: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await get()
+        if value == expected:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{value!r} != {expected!r}")
+        await asyncio.sleep(0.05)
+
+
+def test_rr_scheduling_alternates_workers():
+    with Cluster("--scheduling", "rr", workers=2, brokers=1) as cluster:
+        async def scenario():
+            seen = []
+            for _ in range(4):
+                c = Client(cluster.url())
+                await c.connect()
+                seen.append(c.process)
+                await c.close()
+            assert sorted(set(seen)) == ["worker-0", "worker-1"]
+
+        arun(scenario())
+
+
+def test_one_log_stream_tagged_by_process_with_uncaught_errors():
+    with Cluster(workers=2, brokers=1) as cluster:
+        async def scenario():
+            c = Client(cluster.url())
+            await c.connect()
+            c.emit("boom", None)  # a receiver that raises in a background task
+            await asyncio.sleep(0.5)
+            await c.close()
+
+        arun(scenario())
+    records = cluster.records()
+    processes = {r.get("process") for r in records}
+    assert {"supervisor", "worker-0", "worker-1", "broker-0"} <= processes
+    boom = [r for r in records if "kaboom" in (r.get("exc") or "")]
+    assert boom and boom[0]["process"].startswith("worker-") and boom[0]["level"] == "ERROR"
+
+
+def test_shutdown_leaves_no_orphans_and_second_sigint_forces():
+    cluster = Cluster(workers=2, brokers=1).__enter__()
+    sup = cluster.proc
+    assert sup is not None
+    kids = children_of(sup.pid)
+    assert len(kids) == 3
+    sup.send_signal(signal.SIGTERM)
+    assert sup.wait(40) == 0
+    time.sleep(0.2)
+    assert not any(alive(pid) for pid in kids)
+    # Killing the supervisor outright: its children follow it (parent-death signal).
+    cluster = Cluster(workers=2, brokers=1).__enter__()
+    kids = children_of(cluster.proc.pid)  # type: ignore[union-attr]
+    cluster.proc.kill()  # type: ignore[union-attr]
+    cluster.proc.wait()  # type: ignore[union-attr]
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in kids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in kids)
+    # A second SIGINT does not wait for a slow drain.
+    cluster = Cluster(workers=1, brokers=0)
+    cluster.args[cluster.args.index(APP)] = "tests.slow_shutdown_app:app"
+    cluster.__enter__()
+    kids = children_of(cluster.proc.pid)  # type: ignore[union-attr]
+    cluster.proc.send_signal(signal.SIGINT)  # type: ignore[union-attr]
+    time.sleep(0.5)
+    assert cluster.proc.poll() is None  # type: ignore[union-attr]
+    cluster.proc.send_signal(signal.SIGINT)  # type: ignore[union-attr]
+    assert cluster.proc.wait(5) != 0  # type: ignore[union-attr]
+    time.sleep(0.3)
+    assert not any(alive(pid) for pid in kids)
