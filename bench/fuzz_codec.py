@@ -39,7 +39,11 @@ ALLOWANCE = 256 * 1024
 
 
 def everything_module() -> Any:
+    """The golden module of tests/schemas/everything.fbs (the same object the tests use,
+    when they have imported it: two copies would have two sets of classes)."""
     path = os.path.join(ROOT, "tests", "golden", "everything.py")
+    if "tickwire_golden_everything" in sys.modules:
+        return sys.modules["tickwire_golden_everything"]
     spec = importlib.util.spec_from_file_location("tickwire_golden_everything", path)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
