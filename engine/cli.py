@@ -3,6 +3,7 @@
     tickwire run MODULE:APP [--port 8000] [--workers N] [--brokers M]   start a server
     tickwire restart --pid-file F                 rolling restart of its workers
     tickwire schema compile SCHEMA... --out DIR   compile schemas to Python and JS codecs
+    tickwire bench [SCENARIO...] [--quick] ...    Tickwire and the anchors, side by side (bench/)
 """
 
 from __future__ import annotations
@@ -106,6 +107,28 @@ def _restart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(rest: list[str]) -> int:
+    """`python -m bench` from the repository this engine was loaded from: the benchmarks
+    and their anchors live in the repository (bench/), not in the installed package."""
+    from pathlib import Path
+
+    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        if (root / "bench" / "__init__.py").is_file() and (root / "bench" / "cli.py").is_file():
+            break
+    else:
+        print(
+            "tickwire bench runs the benchmarks in a checkout of the Tickwire repository (its bench/ folder), "
+            "and this engine was not loaded from one: run it from the repository, or there `python -m bench`.",
+            file=sys.stderr,
+        )
+        return 2
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from bench.cli import main as bench_main
+
+    return bench_main(rest)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tickwire", description="A realtime engine for multiplayer games.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,11 +161,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     c = ssub.add_parser("compile", help="compile .fbs schemas", add_help=False)
     c.set_defaults(func=None)
 
+    sub.add_parser("bench", help="benchmarks: Tickwire and the anchors side by side (see bench/README.md)", add_help=False)
+
     args, rest = parser.parse_known_args(argv)
     if args.command == "schema":
         from .schema.compile import main as compile_main
 
         return compile_main(rest)
+    if args.command == "bench":
+        return _bench(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.func(args)
