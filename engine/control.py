@@ -54,7 +54,7 @@ class ControlLink:
             self.closed = True
             return None
 
-    async def ask(self, what: str, timeout: float = 2.0, **fields: Any) -> Any:
+    async def ask(self, what: str, timeout: float = 5.0, **fields: Any) -> Any:
         """Ask the other side a question; `serve` on that side answers it."""
         qid = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -12,10 +12,10 @@ from __future__ import annotations
 import secrets
 from typing import Any, Awaitable, Callable
 
-from .errors import NotFound, Unavailable
+from .errors import NotFound, Unavailable, error_from_code
 from .rooms import joinable, matches
 
-__all__ = ["RoomDirectory", "LocalDirectory", "new_room_id"]
+__all__ = ["RoomDirectory", "LocalDirectory", "SupervisorDirectory", "new_room_id", "unwrap"]
 
 
 def new_room_id(room_type: str) -> str:
@@ -127,3 +127,35 @@ class LocalDirectory:
 
     async def listing(self, room_type: str, filters: Any) -> list[dict[str, Any]]:
         return self.book.listing(room_type, filters if isinstance(filters, dict) else None)
+
+
+def unwrap(answer: Any) -> Any:
+    """A control-link answer: {"ok": value} or {"error": [code, message]} (raised)."""
+    if isinstance(answer, dict) and "error" in answer:
+        raise error_from_code(*answer["error"])
+    return answer["ok"] if isinstance(answer, dict) and "ok" in answer else answer
+
+
+class SupervisorDirectory:
+    """A cluster worker's directory: the supervisor's, reached over the control link."""
+
+    def __init__(self, link: Any):
+        self.link = link
+
+    async def get(self, room_id: str) -> dict[str, Any]:
+        info = unwrap(await self.link.ask("room.get", room_id=room_id))
+        if info is None:
+            raise NotFound(f"no room {room_id!r}")
+        return info
+
+    async def find_or_create(self, room_type: str, filters: Any, options: Any, create: bool) -> dict[str, Any]:
+        return unwrap(await self.link.ask("room.find_or_create", type=room_type, filters=filters, options=options, create=create, timeout=10.0))
+
+    async def listing(self, room_type: str, filters: Any) -> list[dict[str, Any]]:
+        return unwrap(await self.link.ask("room.listing", type=room_type, filters=filters))
+
+    async def move(self, room_id: str, room_type: str, restore: Any) -> dict[str, Any]:
+        return unwrap(await self.link.ask("room.move", room_id=room_id, type=room_type, restore=restore, timeout=10.0))
+
+    def update(self, owner: str, info: dict[str, Any]) -> None:
+        self.link.send({"op": "room.update", "info": info})

@@ -27,6 +27,7 @@ from typing import Any
 import uvloop
 
 from .control import ControlLink, FdReceiver
+from .errors import wire_error
 from .logs import configure_child, loop_exception_handler
 
 __all__ = ["main", "CHILD_ENV"]
@@ -66,7 +67,9 @@ async def run_worker(cfg: dict[str, Any]) -> None:
         bus: Any = BrokerBus(cfg["brokers"], name)
     else:
         bus = LocalBus()
-    worker = Worker(app, bus=bus, process=name)
+    from .directory import SupervisorDirectory
+
+    worker = Worker(app, bus=bus, process=name, node=cfg.get("node", name), directory=SupervisorDirectory(link))
     worker.control = link
     if cfg.get("listen_fd") is not None:
         await worker.start(sock=socket.socket(fileno=cfg["listen_fd"]))
@@ -78,14 +81,29 @@ async def run_worker(cfg: dict[str, Any]) -> None:
 
     async def handle(msg: dict[str, Any]) -> None:
         op = msg.get("op")
-        if op in ("drain", "stop"):
-            reason = "server restarting" if op == "drain" else "server shutting down"
-            await worker.stop(code=1001, reason=reason)
+        if op == "stop":
+            await worker.stop(code=1001, reason="server shutting down")
             done.set()
+        elif op == "drain":
+            asyncio.ensure_future(drain())  # the link keeps serving while rooms move
+        elif op == "ask" and msg.get("what") == "host":
+            try:
+                info = worker.rooms.host(msg["type"], msg["room_id"], msg.get("options"), msg.get("restore"))
+                link.answer(msg, {"ok": info})
+            except Exception as exc:
+                link.answer(msg, {"error": list(wire_error(exc))})
+        elif op == "owners_lost":
+            worker.rooms.owners_lost(msg["owner"], msg.get("lost", []), set(msg.get("recreated", [])))
+        elif op == "room_moved":
+            worker.rooms.room_moved(msg["room_id"], msg["owner"])
+
+    async def drain() -> None:
+        await worker.drain()
+        done.set()
 
     async def report() -> None:
         while not done.is_set():
-            link.send({"op": "stats", "stats": worker.stats.as_dict()})
+            link.send({"op": "stats", "stats": worker.stats.as_dict(), "rooms": worker.rooms.rooms_info(), "node": worker.node})
             await asyncio.sleep(STATS_INTERVAL)
 
     async def control() -> None:

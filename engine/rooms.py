@@ -484,6 +484,7 @@ class RoomRunner:
             "locked": room.locked,
             "private": room.private,
             "metadata": room.metadata,
+            "on_owner_lost": room.on_owner_lost,
         }
 
 

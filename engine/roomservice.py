@@ -73,7 +73,8 @@ class RoomService:
 
     @property
     def name(self) -> str:
-        return self.worker.process
+        """This process's identity for room traffic (unique per generation in a cluster)."""
+        return self.worker.node
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -279,6 +280,27 @@ class RoomService:
             for p in runner.room.players.values()
         ]
         return {"players": players, "next_player_id": runner.next_player_id, "from": self.name}, data
+
+    async def move_all(self) -> int:
+        """A rolling restart: move every room that can serialise itself to another process."""
+        moved = 0
+        for room_id in list(self.hosted):
+            runner = self.hosted[room_id]
+            snap = self.snapshot(room_id)
+            if snap is None or not hasattr(self.directory, "move"):
+                continue
+            try:
+                await self.directory.move(room_id, runner.room.type_name, list(snap))
+            except Exception:
+                log.exception("room %s could not move; it finishes here", room_id)
+                continue
+            # It lives elsewhere now: stop it here without telling its players anything.
+            self.hosted.pop(room_id, None)
+            timer = self.timers.pop(room_id, None)
+            if timer is not None:
+                timer.cancel()
+            moved += 1
+        return moved
 
     def rooms_info(self) -> list[dict[str, Any]]:
         return [r.info() for r in self.hosted.values() if not r.disposed]

@@ -35,6 +35,8 @@ from typing import Any
 
 from .auth import KEY_ENV, generate_key
 from .control import ControlLink, send_fd
+from .directory import RoomDirectory, new_room_id, unwrap
+from .errors import TickwireError, Unavailable, wire_error
 from .logs import LogSink, configure_supervisor, record_from_line
 from .metrics import COUNTERS, prometheus_text
 from .process import CHILD_ENV
@@ -77,6 +79,12 @@ class Child:
     @property
     def name(self) -> str:
         return f"{self.kind}-{self.slot}"
+
+    @property
+    def node(self) -> str:
+        """Its identity on the bus and in the room directory: unique per generation, so an
+        old and a new worker of a rolling restart never receive each other's traffic."""
+        return f"{self.name}.{self.generation}"
 
     @property
     def pid(self) -> int | None:
@@ -125,12 +133,14 @@ class Supervisor:
         self.restart_totals: dict[str, int] = {}
         self.retired: dict[str, dict[str, int]] = {}  # counters of dead generations, per slot
         self.retired_closes: dict[str, dict[str, int]] = {}
-        self.draining: list[Child] = []  # old generations finishing during a rolling restart
+        self.draining: list[Child] = []
+        self.directory = RoomDirectory()  # old generations finishing during a rolling restart
         self.runtime_dir = ""
         self.stopping = False
         self.signals = 0
         self.rr_next = 0
         self.started = asyncio.Event()
+        self._stop_event = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- running -------------------------------------------------------------------------------
@@ -149,6 +159,8 @@ class Supervisor:
                 fh.write(str(os.getpid()))
         try:
             for b in self.brokers:
+                if self.stopping:
+                    break
                 await self._start(b)
             await self._all_ready(self.brokers)
             for w in self.workers:
@@ -159,8 +171,7 @@ class Supervisor:
                 self.app, self.host, self.port, self.n_workers, self.n_brokers, self.scheduling,
             )
             self.started.set()
-            self._stop_event = asyncio.Event()
-            await self._stop_event.wait()
+            await self._stop_event.wait()  # set by a signal, even one that came during startup
         finally:
             await self._shutdown()
         return 0
@@ -168,7 +179,7 @@ class Supervisor:
     async def _all_ready(self, group: list[Child], timeout: float = 60.0) -> None:
         # Polled, not awaited: a child that crashes at start is restarted with a new event.
         deadline = time.monotonic() + timeout
-        while not all(c.ready.is_set() for c in group):
+        while not all(c.ready.is_set() for c in group) and not self.stopping:
             if time.monotonic() > deadline:
                 late = [c.name for c in group if not c.ready.is_set()]
                 raise SystemExit(f"{', '.join(late)} did not start within {timeout:.0f} s; see the log above")
@@ -223,6 +234,7 @@ class Supervisor:
             "parent": os.getpid(),
             "control_fd": ctrl_child.fileno(),
             "log_level": self.log_level,
+            "node": f"{child.name}.{child.generation + 1}",
         }
         pass_fds = [ctrl_child.fileno()]
         fd_child = None
@@ -281,9 +293,13 @@ class Supervisor:
                 child.ready.set()
             elif op == "stats":
                 child.stats = msg.get("stats", {})
+                if "rooms" in msg:
+                    self.directory.report(child.node, msg["rooms"], int(child.stats.get("connections", 0)))
+            elif op == "room.update":
+                self.directory.update(child.node, msg["info"])
             elif op == "ask":
-                what = msg.get("what")
-                link.answer(msg, self.metrics_text() if what == "metrics" else self.health())
+                # Answered in a task: an answer may need to ask another worker first.
+                self._spawn(self._answer(child, link, msg))
 
         log_task = asyncio.ensure_future(logs())
         ctrl_task = asyncio.ensure_future(link.serve(handle))
@@ -292,6 +308,8 @@ class Supervisor:
         ctrl_task.cancel()
         link.close()
         self._retire(child)
+        if child.kind == "worker":
+            self._owner_gone(child.node)
         if child.proc is not proc:
             return  # a newer generation already runs in this slot (rolling restart)
         if child.fd_sock is not None:
@@ -301,6 +319,91 @@ class Supervisor:
             return
         log.error("%s (pid %d) exited with %s; restarting", name, proc.pid, _exit_text(code))
         await self._restart(child)
+
+    # -- the room directory --------------------------------------------------------------------
+    async def _answer(self, child: Child, link: ControlLink, msg: dict[str, Any]) -> None:
+        what = msg.get("what")
+        try:
+            if what == "metrics":
+                body: Any = self.metrics_text()
+            elif what == "health":
+                body = self.health()
+            elif what == "room.get":
+                body = {"ok": self.directory.get(msg["room_id"])}
+            elif what == "room.listing":
+                body = {"ok": self.directory.listing(msg.get("type", ""), msg.get("filters"))}
+            elif what == "room.find_or_create":
+                body = {"ok": await self._find_or_create(msg["type"], msg.get("filters"), msg.get("options"), bool(msg.get("create")))}
+            elif what == "room.move":
+                body = {"ok": await self._move(child, msg["room_id"], msg["type"], msg.get("restore"))}
+            else:
+                body = {"error": [1, f"unknown question {what!r}"]}
+        except Exception as exc:
+            if not isinstance(exc, TickwireError):
+                log.exception("answering %s", what)
+            body = {"error": list(wire_error(exc))}
+        link.answer(msg, body)
+
+    def _worker_by_node(self, node: str) -> Child | None:
+        return next((w for w in self.workers + self.draining if w.node == node), None)
+
+    async def _host(self, node: str, room_type: str, room_id: str, options: Any = None, restore: Any = None) -> dict[str, Any]:
+        child = self._worker_by_node(node)
+        if child is None or child.link is None:
+            raise Unavailable(f"{node} is gone")
+        info = unwrap(await child.link.ask("host", type=room_type, room_id=room_id, options=options, restore=restore, timeout=10.0))
+        self.directory.add(node, info)
+        return self.directory.rooms[room_id]
+
+    async def _find_or_create(self, room_type: str, filters: Any, options: Any, create: bool) -> dict[str, Any]:
+        if not create:
+            info = self.directory.find(room_type, filters if isinstance(filters, dict) else None)
+            if info is not None:
+                return info
+        return await self._host(self._place(), room_type, new_room_id(room_type), options)
+
+    def _place(self, avoid: str = "") -> str:
+        live = {w.node for w in self.workers if _up(w) and not w.retiring and w.node != avoid}
+        self.directory.up &= live | {d.node for d in self.draining}
+        for node in live:
+            self.directory.up.add(node)
+        candidates = [n for n in self.directory.up if n in live]
+        if not candidates:
+            raise Unavailable("no worker can host a room right now")
+        return min(sorted(candidates), key=lambda n: self.directory.loads.get(n, 0))
+
+    async def _move(self, child: Child, room_id: str, room_type: str, restore: Any) -> dict[str, Any]:
+        """A draining worker hands a room over: host it elsewhere, point every seat there."""
+        old = self.directory.get(room_id)
+        target = self._place(avoid=child.node)
+        info = await self._host(target, room_type, room_id, restore=restore)
+        for w in self.workers + self.draining:
+            if w.link is not None:
+                w.link.send({"op": "room_moved", "room_id": room_id, "owner": target})
+        log.info("room %s moved from %s to %s", room_id, old["owner"] if old else child.node, target)
+        return info
+
+    def _owner_gone(self, node: str) -> None:
+        """A worker exited: its rooms are gone. Recreate those whose policy says so, and
+        tell every worker, so no player waits on a dead room."""
+        lost = self.directory.owner_lost(node)
+        if not lost:
+            return
+        self._spawn(self._after_owner_gone(node, lost))
+
+    async def _after_owner_gone(self, node: str, lost: list[dict[str, Any]]) -> None:
+        recreated = []
+        for info in lost:
+            if info.get("on_owner_lost") == "recreate" and not self.stopping:
+                try:
+                    await self._host(self._place(avoid=node), info["type"], info["room_id"])
+                    recreated.append(info["room_id"])
+                except Exception as exc:
+                    log.error("could not recreate room %s: %s", info["room_id"], exc)
+        log.warning("%s died with %d room(s); %d recreated", node, len(lost), len(recreated))
+        for w in self.workers + self.draining:
+            if w.link is not None:
+                w.link.send({"op": "owners_lost", "owner": node, "lost": [i["room_id"] for i in lost], "recreated": recreated})
 
     def _retire(self, child: Child) -> None:
         """Keep a dead generation's counters so cluster totals never go backwards."""
@@ -381,8 +484,7 @@ class Supervisor:
 
     def stop(self) -> None:
         self.stopping = True
-        if hasattr(self, "_stop_event"):
-            self._stop_event.set()
+        self._stop_event.set()
 
     async def _shutdown(self) -> None:
         self.stopping = True

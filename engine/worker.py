@@ -84,9 +84,11 @@ class Worker:
         limits: Limits | None = None,
         extra_codecs: Iterable[Callable[["Worker"], Codec]] = (),
         directory: Any = None,
+        node: str | None = None,
     ):
         self.app = app
-        self.process = process
+        self.process = process  # the name clients and logs see, e.g. "worker-1"
+        self.node = node or process  # the identity on the bus: unique per generation
         self.settings = settings or app.settings
         self.limits = limits or app.limits
         self.codebook = Codebook(P, *app.schemas)
@@ -112,7 +114,7 @@ class Worker:
         self.directory = directory
         self.rooms = RoomService(self, directory)
         if isinstance(directory, LocalDirectory):
-            directory.attach(process, self._host_for_directory)
+            directory.attach(self.node, self._host_for_directory)
         self._install_publish_out()
         self.inbound = app.chain("inbound")
         self.sockets: set[Socket] = set()
@@ -223,6 +225,21 @@ class Worker:
         await self.bus.close()
         if self.server is not None:
             await self.server.wait_closed()
+
+    async def drain(self, code: int = 1001, reason: str = "server restarting") -> None:
+        """Leave gracefully (a rolling restart): stop accepting, move the rooms that can
+        move, close the clients so they reconnect elsewhere, let the other rooms finish
+        within their drain_timeout, then stop."""
+        if self.server is not None:
+            self.server.close()  # the listening socket stays open in the supervisor
+        await self.rooms.move_all()
+        for sock in list(self.sockets):
+            sock.close(code, reason)
+        timeout = max((r.room.drain_timeout for r in self.rooms.hosted.values()), default=0.0)
+        deadline = self.loop.time() + timeout
+        while self.rooms.hosted and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await self.stop(code=code, reason=reason)
 
     def _protocol(self) -> Connection:
         extensions = [ServerPerMessageDeflateFactory()] if self.settings.compression else None
@@ -392,7 +409,7 @@ class Worker:
                 elif conn.handler is None and now - conn.opened_at > handshake_timeout:
                     conn.abort()  # an HTTP request that never came, or never finished
             if isinstance(self.directory, LocalDirectory):
-                self.directory.report(self.process, self.rooms.rooms_info(), len(self.sockets))
+                self.directory.report(self.node, self.rooms.rooms_info(), len(self.sockets))
             if len(self.ip_buckets) > 1024:
                 idle = [ip for ip, b in self.ip_buckets.items() if now - b.stamp > 10]
                 for ip in idle:
@@ -529,7 +546,7 @@ class Worker:
 
     @property
     def rooms_inbox(self) -> str:
-        return "$inbox." + self.process
+        return "$inbox." + self.node
 
     def _refuse(self, sock: Socket, msg: Any, exc: BaseException) -> None:
         """Answer a message that middleware blocked or that failed before its handler."""

@@ -423,3 +423,97 @@ def test_shutdown_leaves_no_orphans_and_second_sigint_forces():
     assert cluster.proc.wait(5) != 0  # type: ignore[union-attr]
     time.sleep(0.3)
     assert not any(alive(pid) for pid in kids)
+
+
+async def room_on_both(cluster: Cluster, room_type: str) -> tuple[dict[str, Client], dict[str, Any], str]:
+    clients = await clients_on_each_worker(cluster.url(), 2)
+    rooms = {}
+    for name, c in clients.items():
+        rooms[name] = await c.join_room(room_type)
+    ids = {r.id for r in rooms.values()}
+    assert len(ids) == 1
+    room_id = ids.pop()
+    owner = None
+    for name, c in clients.items():
+        if await c.call("host_of", room_id):
+            owner = name
+    assert owner is not None
+    return clients, rooms, owner
+
+
+def test_room_on_one_worker_serves_players_on_both_one_frame_per_send_tick():
+    with Cluster(workers=2, brokers=1) as cluster:
+        async def scenario():
+            clients, rooms, owner = await room_on_both(cluster, "tally")
+            other = next(n for n in clients if n != owner)
+            frames: list[bytes] = []
+            clients[other].on_frame = frames.append
+            for name, room in rooms.items():
+                room.input(1 if name == owner else 10)
+            await eventually(lambda: all(r.state == {"total": 11} for r in rooms.values()), timeout=5)
+            frames.clear()
+            start = rooms[other].ticks
+            await asyncio.sleep(1.0)
+            ticks = rooms[other].ticks - start
+            assert len(frames) == ticks and 15 <= ticks <= 25  # 20 Hz, one frame each
+            from engine._generated import protocol as P
+            from helpers import CODEBOOK
+
+            for f in frames:
+                msgs = CODEBOOK.decode_frame(f, clients[other]._ctx)
+                assert sum(isinstance(m, P.Tick) for m in msgs) == 1
+            for c in clients.values():
+                await c.close()
+
+        arun(scenario(), timeout=60)
+
+
+def test_players_are_told_when_the_owner_dies_and_recreate_policy():
+    with Cluster(workers=2, brokers=1) as cluster:
+        async def scenario():
+            clients, rooms, owner = await room_on_both(cluster, "tally")
+            survivor = next(n for n in clients if n != owner)
+            os.kill(cluster.pids()[owner], signal.SIGKILL)
+            await eventually(lambda: rooms[survivor].left is not None, timeout=10)
+            code, reason = rooms[survivor].left
+            assert code == 8 and "closed" in reason
+            for c in clients.values():
+                await c.close()
+            await eventually(lambda: cluster.health()["status"] == "ok", timeout=10)
+            clients, rooms, owner = await room_on_both(cluster, "phoenix")
+            survivor = next(n for n in clients if n != owner)
+            room_id = rooms[survivor].id
+            os.kill(cluster.pids()[owner], signal.SIGKILL)
+            await eventually(lambda: rooms[survivor].left is not None, timeout=10)
+            assert "recreated" in rooms[survivor].left[1]
+            again = await clients[survivor].join_room(room_id=room_id)
+            assert again.id == room_id
+            for c in clients.values():
+                await c.close()
+
+        arun(scenario(), timeout=60)
+
+
+def test_rolling_restart_moves_a_room_that_serialises_itself():
+    with Cluster("--pid-file", "/tmp/tickwire-test-move.pid", workers=2, brokers=1) as cluster:
+        async def scenario():
+            clients, rooms, owner = await room_on_both(cluster, "tally")
+            for r in rooms.values():
+                r.input(5)
+            await eventually(lambda: all(r.state == {"total": 10} for r in rooms.values()), timeout=5)
+            room_id = rooms[owner].id
+            subprocess.run([sys.executable, "-m", "engine.cli", "restart", "--pid-file", "/tmp/tickwire-test-move.pid"], check=True, cwd=ROOT)
+            await eventually(lambda: any("rolling restart done" in r.get("msg", "") for r in cluster.records()), timeout=60)
+            # Both players are back in the same room (one reconnected, took its seat again),
+            # and the state survived the move.
+            for name, c in clients.items():
+                await c.wait_connected(timeout=10)
+            await eventually(lambda: all(r.left is None and r.handle in r.client.rooms for r in rooms.values()), timeout=15)
+            for r in rooms.values():
+                r.input(1)
+            await eventually(lambda: all(r.state == {"total": 12} for r in rooms.values()), timeout=10)
+            assert any(f"room {room_id} moved" in r.get("msg", "") for r in cluster.records())
+            for c in clients.values():
+                await c.close()
+
+        arun(scenario(), timeout=90)
