@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-__all__ = ["Metrics", "prometheus_text"]
+__all__ = ["Metrics", "prometheus_text", "room_metrics_text"]
 
 COUNTERS = (
     "connections_opened",
@@ -110,3 +110,47 @@ def prometheus_text(snapshots: Iterable[tuple[dict[str, str], dict[str, object]]
         for code, n in closes.items():
             lines.append(f"{prefix}_closes_total{labels(base, {'code': str(code)})} {n}")
     return "\n".join(lines) + "\n"
+
+
+def room_metrics_text(rooms: Iterable[tuple[dict[str, str], str, dict[str, object]]], prefix: str = "tickwire") -> str:
+    """Per-room figures: players, ticks, late and skipped ticks, bytes, and the histogram
+    of how long each wake-up of the room took (simulation steps plus the send tick).
+    `rooms` holds (process labels, room id, that room's stats) triples."""
+    rooms = list(rooms)
+    lines: list[str] = []
+    gauges = [("players", "players seated in the room", "gauge")]
+    counters = [
+        ("ticks", "simulation steps run"),
+        ("late_ticks", "steps run late, to catch up"),
+        ("skipped_ticks", "steps dropped by the late policy"),
+        ("sends", "send ticks"),
+        ("bytes_sent", "bytes of room sections sent"),
+        ("inputs", "inputs queued"),
+        ("inputs_dropped", "inputs dropped (rate, order, queue, or a bad payload)"),
+    ]
+
+    def lab(base: dict[str, str], room: str, stats: dict[str, object], extra: str = "") -> str:
+        items = {**base, "room": room, "type": str(stats.get("type", ""))}
+        inner = ",".join(f'{k}="{v}"' for k, v in items.items())
+        return "{" + inner + (("," + extra) if extra else "") + "}"
+
+    for name, help_text, kind in gauges:
+        lines += [f"# HELP {prefix}_room_{name} {help_text}", f"# TYPE {prefix}_room_{name} {kind}"]
+        lines += [f"{prefix}_room_{name}{lab(b, r, s)} {s.get(name, 0)}" for b, r, s in rooms]
+    for name, help_text in counters:
+        lines += [f"# HELP {prefix}_room_{name}_total {help_text}", f"# TYPE {prefix}_room_{name}_total counter"]
+        lines += [f"{prefix}_room_{name}_total{lab(b, r, s)} {s.get(name, 0)}" for b, r, s in rooms]
+    metric = f"{prefix}_room_tick_ms"
+    lines += [f"# HELP {metric} time a room's wake-up took (ms)", f"# TYPE {metric} histogram"]
+    for b, r, s in rooms:
+        hist = s.get("tick_ms") or {}
+        assert isinstance(hist, dict)
+        running = 0
+        for bound, n in hist.items():
+            running += int(n)
+            le = "+Inf" if bound in ("inf", "+Inf") else bound
+            extra = 'le="' + le + '"'
+            lines.append(f"{metric}_bucket{lab(b, r, s, extra)} {running}")
+        lines.append(f"{metric}_sum{lab(b, r, s)} {s.get('tick_ms_sum', 0)}")
+        lines.append(f"{metric}_count{lab(b, r, s)} {running}")
+    return "\n".join(lines) + "\n" if lines else ""

@@ -103,7 +103,12 @@ async def run_worker(cfg: dict[str, Any]) -> None:
 
     async def report() -> None:
         while not done.is_set():
-            link.send({"op": "stats", "stats": worker.stats.as_dict(), "rooms": worker.rooms.rooms_info(), "node": worker.node})
+            link.send({
+                "op": "stats",
+                "stats": worker.stats.as_dict(),
+                "rooms": worker.rooms.rooms_info(),
+                "room_stats": worker.rooms.room_stats(),
+            })
             await asyncio.sleep(STATS_INTERVAL)
 
     async def control() -> None:

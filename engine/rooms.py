@@ -187,10 +187,12 @@ class TickStats:
     bytes_sent: int = 0
     inputs: int = 0
     inputs_dropped: int = 0
-    # tick duration histogram: upper bounds in ms -> count
+    # wake-up duration histogram (simulation steps plus the send tick): upper bounds in ms
     buckets: dict[float, int] = field(default_factory=lambda: {b: 0 for b in (1, 2, 5, 10, 20, 50, 100, float("inf"))})
+    total_ms: float = 0.0
 
     def observe(self, ms: float) -> None:
+        self.total_ms += ms
         for bound in self.buckets:
             if ms <= bound:
                 self.buckets[bound] += 1

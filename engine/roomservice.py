@@ -316,7 +316,9 @@ class RoomService:
                 "bytes_sent": r.stats.bytes_sent,
                 "inputs": r.stats.inputs,
                 "inputs_dropped": r.stats.inputs_dropped,
+                "sends": r.stats.sends,
                 "tick_ms": {str(k): v for k, v in r.stats.buckets.items()},
+                "tick_ms_sum": round(r.stats.total_ms, 3),
             }
             for room_id, r in self.hosted.items()
         }

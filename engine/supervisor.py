@@ -38,7 +38,7 @@ from .control import ControlLink, send_fd
 from .directory import RoomDirectory, new_room_id, unwrap
 from .errors import TickwireError, Unavailable, wire_error
 from .logs import LogSink, configure_supervisor, record_from_line
-from .metrics import COUNTERS, prometheus_text
+from .metrics import COUNTERS, prometheus_text, room_metrics_text
 from .process import CHILD_ENV
 
 __all__ = ["Supervisor", "RestartPolicy"]
@@ -73,6 +73,7 @@ class Child:
     fd_sock: socket.socket | None = None  # 'rr': where accepted connections are passed
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     stats: dict[str, Any] = field(default_factory=dict)
+    room_stats: dict[str, Any] = field(default_factory=dict)
     started_at: float = 0.0
     retiring: bool = False  # being replaced by a rolling restart: its exit is expected
 
@@ -293,6 +294,7 @@ class Supervisor:
                 child.ready.set()
             elif op == "stats":
                 child.stats = msg.get("stats", {})
+                child.room_stats = msg.get("room_stats", {})
                 if "rooms" in msg:
                     self.directory.report(child.node, msg["rooms"], int(child.stats.get("connections", 0)))
             elif op == "room.update":
@@ -545,7 +547,8 @@ class Supervisor:
         for c in self.workers + self.brokers:
             up = int(c.proc is not None and c.proc.returncode is None and c.ready.is_set())
             lines.append(f'tickwire_process_up{{process="{c.name}"}} {up}')
-        return text + "\n".join(lines) + "\n"
+        rooms = [({"process": w.name}, room_id, st) for w in self.workers + self.draining for room_id, st in w.room_stats.items()]
+        return text + "\n".join(lines) + "\n" + room_metrics_text(rooms)
 
     def health(self) -> dict[str, Any]:
         procs = []

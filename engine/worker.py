@@ -35,7 +35,7 @@ from .codec import PACKED_SUBPROTOCOL, Codec, PackedCodec
 from .directory import LocalDirectory
 from .errors import BadRequest, ErrorCode, NotFound, TickwireError, Timeout, Unauthenticated, wire_error
 from .limits import Limits, TokenBucket
-from .metrics import Metrics, prometheus_text
+from .metrics import Metrics, prometheus_text, room_metrics_text
 from .middleware import HandshakeRequest, InboundRequest, PublishIn, SubscribeRequest
 from .packed import Codebook, DecodeError, EncodeError, Payload
 from .roomservice import RoomService
@@ -327,7 +327,9 @@ class Worker:
                 return None
             if path == "/health":
                 return conn.respond(json_response(self.health()))
-            body = prometheus_text([({"process": self.process}, self.stats.as_dict())])
+            labels = {"process": self.process}
+            body = prometheus_text([(labels, self.stats.as_dict())])
+            body += room_metrics_text((labels, room_id, st) for room_id, st in self.rooms.room_stats().items())
             return conn.respond(text_response(body))
         route = self.app.routes.get(path)
         if route is not None:
