@@ -21,6 +21,7 @@ class Limits:
     max_out_frame_size: int = 256 * 1024  # outbound: larger content is split into several frames
     max_string_length: int = 4096
     max_vector_length: int = 65536
+    max_depth: int = 32  # nesting of self-referencing tables in one message
     # rates
     max_messages_per_second: float = 200.0
     message_burst: int = 400

@@ -93,7 +93,9 @@ class Worker:
         self.limits = limits or app.limits
         self.codebook = Codebook(P, *app.schemas)
         self.ctx = self.codebook.context(
-            max_string=self.limits.max_string_length, max_vector=self.limits.max_vector_length
+            max_string=self.limits.max_string_length,
+            max_vector=self.limits.max_vector_length,
+            max_depth=self.limits.max_depth,
         )
         self.packed = PackedCodec(self.codebook)
         self.codecs: dict[str | None, Codec] = {PACKED_SUBPROTOCOL: self.packed}
