@@ -1,7 +1,8 @@
 """The benchmark harness's own logic (bench/): statistics, run order, CPU accounting of a
 process tree, the results' shape, the README section, and one real run of a toy system
-over 127.0.0.1. No load, no timed assertions; the anchors are not needed here
-(tests/test_bench_quick.py runs them)."""
+over 127.0.0.1; Tickwire's load generator: its counts against the engine's decoder, and
+one tiny run against a real Tickwire server. No load, no timed assertions; the anchors
+are not needed here (tests/test_bench_quick.py runs them)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import io
 import json
 import math
 import os
+import random
+import struct
 import subprocess
 import sys
 import textwrap
@@ -35,6 +38,10 @@ from bench.runner import MAX_FAILURES_IN_A_ROW, Progress, run_jobs, schedule, se
 from bench.scenarios import Derived, Scenario
 from bench.stats import paired_ratios, ratio_of_medians, spread
 from bench.system import Env, RunContext, System, Unavailable
+from bench.tickwire_frames import ClientFrames, DeliveryCounter, acks_of, scan_acks
+from engine._generated import protocol as P
+from engine.codec import PackedCodec
+from engine.packed import DecodeError
 
 WINDOW = Scenario(
     name="toy",
@@ -583,3 +590,158 @@ def test_a_server_that_dies_fails_the_run_with_its_log(tmp_path):
 
     with pytest.raises(ChildError, match=r"exited with code 3[\s\S]*bad config"):
         measure_run(Crashing(tmp_path), WINDOW, WINDOW.params_for(False), 0, Env(cache=tmp_path), tmp_path)
+
+
+# ---------------------------------------------------------------------- Tickwire's load generator
+
+# The load counts the server's frames without decoding them (bench/tickwire_frames.py);
+# every count here is checked against the engine's own decoder.
+
+def _deliveries(codec: PackedCodec, channel_id: int, datas: list[bytes]) -> list[bytes]:
+    """Channel messages as the worker encodes them (channels.py: once per message)."""
+    prefix = codec.channel_prefix(channel_id, "c")
+    return [codec.channel_message(prefix, codec.codebook.payload(d)) for d in datas]
+
+
+def _full_count(wire: ClientFrames, frame: bytes, channel_id: int) -> tuple[int, int]:
+    """(deliveries on channel_id, other messages), by the full decoder."""
+    ctx = wire.context()
+    ctx.channel_types.update({channel_id: P.Bytes.TYPE_ID, 7: P.Bytes.TYPE_ID})
+    msgs = wire.decode(frame, ctx)
+    mine = sum(1 for m in msgs if type(m) is P.Message and m.channel == channel_id)
+    return mine, len(msgs) - mine
+
+
+@pytest.mark.parametrize("size", [8, 32, 127, 200])
+@pytest.mark.parametrize("channel_id", [1, 5, 127, 300])
+def test_delivery_counter_agrees_with_the_decoder(size, channel_id):
+
+    wire = ClientFrames(size)
+    codec = PackedCodec(wire.codebook)
+    counter = DeliveryCounter(channel_id, size)
+    rng = random.Random(size * 1000 + channel_id)
+    ping = wire.codebook.encode(P.Ping())
+    for k in (1, 2, 3, 20, 57):
+        datas = [wire.data(rng.random()) for _ in range(k)]
+        frame = b"".join(_deliveries(codec, channel_id, datas))
+        assert counter.count(frame) == k == _full_count(wire, frame, channel_id)[0]
+        assert counter.stamps(frame, k) == [struct.unpack_from("<d", d)[0] for d in datas]
+        # Anything else in the frame sends it to the decoder: the fast count says 0.
+        mixed = [
+            ping + frame,
+            frame + ping,
+            frame[: len(frame) // 2] + ping + frame[len(frame) // 2 :],
+            frame + b"".join(_deliveries(codec, 7, [wire.data(0.5)])),  # another channel
+            b"".join(_deliveries(codec, channel_id, [d[:-1] for d in datas])),  # shorter data
+        ]
+        for other in mixed:
+            assert counter.count(other) == 0
+            try:
+                _full_count(wire, other, channel_id)
+            except DecodeError:
+                pass  # not a frame the server sends; what matters is that it is not counted
+    # Random bytes of the right length are counted only if the decoder agrees.
+    for _ in range(300):
+        k = rng.randint(1, 4)
+        frame = bytes(rng.randrange(256) for _ in range(k * counter.length))
+        if counter.count(frame):
+            assert _full_count(wire, frame, channel_id)[0] == counter.count(frame)
+
+
+def test_churn_replies_are_scanned_as_the_decoder_reads_them():
+
+    wire = ClientFrames()
+    cb = wire.codebook
+    rng = random.Random(9)
+
+    def subscribed(cid, name, channel_id, type_id):
+        return cb.encode(P.Subscribed(cid, [P.ChannelInfo(name, channel_id, type_id, 0, "")]))
+
+    for _ in range(200):
+        parts = []
+        for _ in range(rng.randint(1, 30)):
+            if rng.random() < 0.5:
+                name = "ch%d" % rng.randrange(10**rng.randint(1, 9))
+                parts.append(subscribed(rng.choice([1, 127, 128, 16383]), name, rng.choice([1, 127, 128, 70000]),
+                                        rng.choice([2, 3, 200])))
+            else:
+                parts.append(cb.encode(P.Result(rng.choice([1, 127, 128, 16383]), None)))
+        frame = b"".join(parts)
+        ids, results, errors = acks_of(cb.decode_frame(frame, wire.context()))
+        assert scan_acks(frame) == (ids, results) and errors == 0
+        assert scan_acks(frame[:-1]) is None  # truncated: the decoder decides
+
+    # What the scan does not take: the decoder's answer is used instead.
+    ok = subscribed(3, "ch1", 4, 2)
+    for other in (
+        cb.encode(P.Subscribed(3, [P.ChannelInfo("ch1", 0, 0, 5, "max_channels_per_connection")])),
+        cb.encode(P.Subscribed(3, [P.ChannelInfo("a", 4, 2, 0, ""), P.ChannelInfo("b", 5, 2, 0, "")])),
+        cb.encode(P.Error(3, 5, "max_messages_per_second")),
+        cb.encode(P.Result(3, cb.payload({"x": 1}))),
+        cb.encode(P.Ping()),
+    ):
+        assert scan_acks(ok + other) is None and scan_acks(other + ok) is None
+        acks_of(cb.decode_frame(ok + other, wire.context()))  # decodes
+
+
+def test_the_load_sends_what_the_codebook_encodes():
+    wire = ClientFrames(32)
+    cb, ctx = wire.codebook, wire.context()
+    payload = cb.payload(wire.data(12.5))
+    assert wire.publish(12.5) == cb.encode(P.Publish(0, "c", payload))
+    assert wire.call_echo == cb.encode(P.Call(1, "echo", cb.payload(wire.data(0.0))))
+    # the worker answers `echo` with the same data (engine/worker.py, _call_result)
+    assert wire.echo_reply == cb.encode(P.Result(1, cb.payload(cb.payload_value(cb.payload(wire.data(0.0))))))
+    (sub,) = cb.decode_frame(wire.subscribe(b"ch12345"), ctx)
+    assert type(sub) is P.Subscribe and list(sub.channels) == ["ch12345"] and sub.cid > 0
+    (unsub,) = cb.decode_frame(wire.unsubscribe(70000), ctx)
+    assert type(unsub) is P.Unsubscribe and list(unsub.channels) == [70000] and unsub.cid > 0
+    hello = cb.decode_frame(wire.handshake + wire.subscribe_channel, ctx)
+    assert [type(m) for m in hello] == [P.Handshake, P.Subscribe] and hello[0].schema_hash == cb.hash
+    cids = {cb.decode_frame(wire.subscribe(b"x"), ctx)[0].cid for _ in range(40000)}
+    assert 0 not in cids and max(cids) < 1 << 14  # cycling, never 0 (0 asks for no reply)
+
+
+def _tickwire_prepared(tmp_path: Path, name: str = "tickwire"):
+    """A prepared Tickwire system, or skip when the bench venv (picows) is not installed:
+    this fast suite never installs it (python -m bench --setup does)."""
+    from bench.anchors.install import cache_dir, venv_python
+    from bench.tickwire_systems import tickwire_systems
+
+    env = Env(cache=cache_dir())
+    if not venv_python(env).exists() or not list((env.cache / "venv").glob(".installed-requirements*")):
+        pytest.skip("the bench venv is not installed (python -m bench --setup)")
+    (system,) = [s for s in tickwire_systems() if s.name == name]
+    versions = system.prepare(env)
+    assert versions["tickwire"] and versions["picows (load)"]
+    return system, env
+
+
+def test_a_tiny_tickwire_fanout_run_counts_what_the_server_sent(tmp_path):
+    from bench.scenarios import FANOUT_BATCH
+
+    system, env = _tickwire_prepared(tmp_path)
+    params = FANOUT_BATCH.params_for(
+        True, {"subscribers": 20, "burst": 5, "rate": 20, "sample_every": 4, "warm_s": 0.3, "window_s": 0.8}
+    )
+    run = Run(system, FANOUT_BATCH, params, 0, env, tmp_path)
+    m = run.measure()
+    assert m["units"] > 0 and m["cpu_us_per_unit"] >= 0 and m["lat_n"] > 0  # CPU: 10 ms ticks
+    assert m["counts"]["errors"] == 0 and m["counts"]["closed"] == 0
+    stop = m["stop"]
+    assert stop["backlog"] == 0 and stop["delivered"] == stop["published"] * 20
+    # the server's own counters over (about) the same window: deliveries and frames agree
+    # with the load's, and 5 messages shared each frame
+    server = m["server_counters"]
+    assert server["deliveries"] == pytest.approx(m["units"], abs=5 * 20 * 2)
+    assert server["publishes"] * 20 == server["deliveries"]
+    assert m["counts"]["units"] == 5 * m["counts"]["frames"]
+    assert all(_gone(pid) for pid in (run.server.pid, run.load.pid))
+
+
+def test_tickwire_bench_runs_the_bench_package(capsys):
+    from engine import cli as engine_cli
+
+    assert engine_cli.main(["bench", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "tickwire, tickwire-1w, tickwire-2w" in out and "fanout-batch" in out

@@ -1,10 +1,12 @@
 """SLOW, end to end: `python -m bench --quick` runs every scenario against every system and
 writes well-formed results, the chart and a README section.
 
-About 2 minutes on the 2-core machine, plus the anchors' first install into the bench
-cache (npm ci and pip from the package registries, about 30 s). It checks that the
-harness and every anchor work, never how fast: no figure is compared with anything.
-Tickwire's systems join this run as soon as bench/catalog.py lists them.
+About 4-5 minutes on the 2-core machine (the anchors' runs, and 16 of Tickwire's: one
+worker in 6 scenarios, the 1- and 2-worker clusters in 5), plus the anchors' first
+install into the bench cache (npm ci and pip from the package registries, about 30 s).
+It checks that the harness, every anchor and every Tickwire system work, never how fast:
+no figure is compared with anything. The systems are bench/catalog.py's, so a system
+added there is covered here.
 
 It runs in CI (CI=true) and, elsewhere, only with TICKWIRE_BENCH_QUICK=1: on a 2-core
 machine shared by several people, every local pytest run should not load both cores
@@ -66,6 +68,8 @@ def test_quick_run_of_every_scenario_writes_well_formed_results(tmp_path):
         if r["scenario"] != "memory":
             assert r["units"] > 0 and r["cpu_us_per_unit"] > 0 and r["units_per_s"] > 0
             assert r["server_rss_kib"] > 0
+    tickwire = {name for _, name in expected if name.startswith("tickwire")}
+    assert tickwire == {"tickwire", "tickwire-1w", "tickwire-2w"}
     # stdout: one JSON line per scenario and system
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert {(x["scenario"], x["system"]) for x in lines} == expected
