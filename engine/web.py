@@ -16,9 +16,14 @@ from typing import Any
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-__all__ = ["response", "json_response", "static_file", "DEFAULT_STATIC"]
+__all__ = ["response", "json_response", "static_file", "DEFAULT_STATIC", "JS_ROOT", "CLIENT_ENTRY"]
 
 DEFAULT_STATIC = os.path.join(os.path.dirname(__file__), "static")
+# The JavaScript runtime and client (codecs/js in the repository, linked into the package):
+# served under /tickwire/, and /tickwire.js is the client's entry point, as SocketCluster
+# served its client.
+JS_ROOT = os.path.join(DEFAULT_STATIC, "tickwire")
+CLIENT_ENTRY = b'export * from "./tickwire/client.js";\n'
 MAX_STATIC_FILE = 16 * 1024 * 1024
 
 

@@ -42,7 +42,7 @@ from .roomservice import RoomService
 from .session import Session
 from .socket import Socket
 from .transport import Connection
-from .web import DEFAULT_STATIC, json_response, static_file, text_response
+from .web import CLIENT_ENTRY, DEFAULT_STATIC, JS_ROOT, json_response, response, static_file, text_response
 
 __all__ = ["Worker", "auth_from_settings"]
 
@@ -336,6 +336,10 @@ class Worker:
         route = self.app.routes.get(path)
         if route is not None:
             return conn.respond(route(request))
+        if path == "/tickwire.js":
+            return conn.respond(response(200, CLIENT_ENTRY, "text/javascript; charset=utf-8", {"Cache-Control": "no-cache"}))
+        if path.startswith("/tickwire/"):
+            return conn.respond(static_file([JS_ROOT], path[len("/tickwire"):]))
         conn.respond(static_file(self.static_roots, path))
 
     async def _cluster_answer(self, conn: Connection, path: str) -> None:
