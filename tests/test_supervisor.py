@@ -256,14 +256,17 @@ def test_rolling_restart_keeps_serving():
             publisher = Client(cluster.url(), min_backoff=0.05)
             await publisher.connect()
             seq = 0
+            sent_at: dict[int, float] = {}
             stop = asyncio.Event()
 
             async def publish() -> None:
                 nonlocal seq
                 while not stop.is_set():
                     try:
+                        t = time.monotonic()
                         await publisher.publish("ticks", seq + 1, timeout=2)
-                        seq += 1
+                        seq += 1  # only acknowledged publishes count as published
+                        sent_at[seq] = t
                     except Exception:
                         pass
                     await asyncio.sleep(0.01)
@@ -294,9 +297,21 @@ def test_rolling_restart_keeps_serving():
             for name, sub in subs.items():
                 got = sorted(set(sub.queue))
                 missing = sorted(set(range(1, seq + 1)) - set(got))
-                print(f"{name}: {len(missing)} of {seq} publishes missed during its restart")
+                # A subscriber misses only what was published while its own connection was
+                # being moved off a worker being replaced: one window per reconnection
+                # (a client that reconnects onto the next worker to be replaced moves twice).
+                missing_set = set(missing)
+                starts = [n for n in missing if n - 1 not in missing_set]
+                windows = []
+                for start in starts:
+                    end = start
+                    while end + 1 in missing_set:
+                        end += 1
+                    windows.append((sent_at[end] - sent_at[start]) * 1000)
+                reconnects = clients[name].connects - 1
+                print(f"{name}: missed {len(missing)} of {seq} publishes, windows {[round(w) for w in windows]} ms, {reconnects} reconnection(s)")
                 assert max(got) == seq
-                assert len(missing) < seq / 2
+                assert len(windows) <= reconnects and all(w < 5000 for w in windows)
             for c in [*clients.values(), publisher]:
                 await c.close()
             assert any("rolling restart done" in r.get("msg", "") for r in cluster.records())
