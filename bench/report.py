@@ -192,6 +192,7 @@ def column_header(name: str, sc: Mapping[str, Any]) -> str:
         "server_cpu_util": "server cores",
         "load_cpu_util": "load cores",
         "cpu_us_per_publish": "server CPU µs / publish",
+        "cpu_us_per_frame": "server CPU µs / frame",
         "bytes_per_entity_update": "B / entity update",
         "bytes_per_client_tick": "B / client / tick",
         "kib_per_conn": "KiB / connection",

@@ -145,7 +145,8 @@ function sample() {
   const lat = latencySummary(st.lat);
   st.lat = [];
   return {
-    t: now() / 1000, units: st.units, published: st.published, errors: st.errors,
+    // a fan-out delivery is a frame of its own (in churn, units are not frames)
+    t: now() / 1000, units: st.units, frames: st.scenario === 'churn' ? 0 : st.units, published: st.published, errors: st.errors,
     open: st.subs.filter((c) => !c.closed).length, ...lat, first_error: st.firstError,
   };
 }

@@ -234,7 +234,8 @@ def start(L: Load, cmd: dict) -> dict:
 
 def sample(L: Load, cmd: dict) -> dict:
     lat, L.lat = L.lat, []
-    return {"t": now(), "units": L.units, "published": L.published, **percentiles(lat)}
+    # every delivery and every echo is a frame of its own here
+    return {"t": now(), "units": L.units, "frames": L.units, "published": L.published, **percentiles(lat)}
 
 
 async def stop(L: Load, cmd: dict) -> dict:
