@@ -464,11 +464,15 @@ def test_clients_on_different_workers_exchange_publishes_through_two_brokers(bro
                 # number of its clients subscribe; none for the worker that subscribes nothing.
                 assert w0.bus.stats.received == 21 and w1.bus.stats.received == 21
                 assert w2.bus.stats.received == 0 and w2.bus.stats.published == 20
+                # presence: the workers' ChannelTables report their local counts
+                for ch in channels.values():
+                    await eventually(lambda ch=ch: _equals(w2.bus.presence(ch), 3), timeout=3)
                 await b.unsubscribe(*channels.values())
                 await c.publish(channels[1], "after")
                 assert await subs[1][0].get(timeout=5) == "after"
                 await asyncio.sleep(0.05)
                 assert w1.bus.stats.received == 21
+                await eventually(lambda: _equals(w2.bus.presence(channels[1]), 2), timeout=3)
         finally:
             await stop_workers(workers)
 
