@@ -39,6 +39,19 @@ struct Unit {
   kind: ubyte;
 }
 
+// Every kind of field, byte-aligned (a struct with sub-byte fields holds at most 64 bits).
+enum Mood : byte { Sad = -1, Calm, Happy }
+struct Every {
+  x: float (range: "-50 50", bits: 16);
+  y: double (range: "-50 50", bits: 16);
+  raw: float;
+  big: double;
+  n: int;
+  s: short;
+  flag: bool;
+  mood: Mood;
+}
+
 // For the hand-checked bytes: 16 x 16 units at 0.5 (q 0..32), ids of 4 bits.
 struct Tiny {
   x: float (range: "0 16", precision: "0.5");
@@ -50,6 +63,7 @@ struct Tiny {
 Mob = compile_struct(SCHEMA, "Mob")
 Unit = compile_struct(SCHEMA, "Unit")
 Tiny = compile_struct(SCHEMA, "Tiny")
+Every = compile_struct(SCHEMA, "Every")
 
 
 def run_tick(grid: Interest, worlds: dict[int, ClientWorld]):
@@ -322,6 +336,37 @@ def test_bytes_of_a_snapshot_an_update_and_a_departure():
     assert grid.tick().messages[c] == (bytes([30, 5, 0x02, 0x01, 0x04, 0x01, 0x30]),)
     table.despawn(e)  # a departure group: header 2, one id
     assert grid.tick().messages[c] == (bytes([30, 5, 0x02, 0x01, 0x02, 0x01, 0x00]),)
+
+
+def test_every_field_kind_round_trips():
+    """Signed and wide integers, bools, enums, raw floats and doubles (read in 32-bit
+    pieces), and a position range that does not start at 0."""
+    table = EntityTable(Every, 64)
+    rng = np.random.default_rng(4)
+    grid = Interest(table, cell_size=10, view_radius=5)
+    lay = grid.layout
+    assert lay.widths == (13, 13, 32, 64, 32, 16, 8, 8) and lay.cols == 10
+
+    def randomise(ids):
+        k = ids.size
+        table["x"][ids] = rng.uniform(-60, 60, k)
+        table["y"][ids] = rng.uniform(-60, 60, k)
+        table["raw"][ids] = rng.normal(0, 1e6, k)
+        table["big"][ids] = rng.normal(0, 1e300, k)
+        table["n"][ids] = rng.integers(-(2**31), 2**31, k)
+        table["s"][ids] = rng.integers(-(2**15), 2**15, k)
+        table["flag"][ids] = rng.random(k) < 0.5
+        table["mood"][ids] = rng.integers(-1, 2, k)
+
+    ids = table.spawn_many(40)
+    randomise(ids)
+    c = grid.add_client(0, 0)
+    world = ClientWorld(lay)
+    for _ in range(5):
+        run_tick(grid, {c: world})
+        assert world.entities == {e: table.quantised(e) for e in table.ids().tolist()}
+        randomise(rng.choice(ids, 10, replace=False))
+    assert world.entities[int(ids[0])]["big"] == table["big"][ids[0]]
 
 
 def test_updates_start_the_tick_after_the_snapshot():
