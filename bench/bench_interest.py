@@ -19,8 +19,10 @@ phases on this instance (a measurement seam of this script only):
 
 It also times what the caller does next for every client, joining a 12-byte Tick
 header with the client's message into one frame, and reports bytes: per client per tick,
-and per moving entity (frame bytes, with that 12-byte header, divided by the entities in
-the client's view whose position changed). One JSON line goes to stdout.
+per moving entity (frame bytes, with that 12-byte header, divided by the entities in the
+client's view whose position changed), the segments encoded once, and the distinct
+messages (what a batch to another worker carries when it sends each shared message
+once). One JSON line goes to stdout.
 
 Nothing here is collected by pytest: the file name does not start with test_.
 """
@@ -176,6 +178,8 @@ def main(argv=None) -> int:
                 cells = views[k] = np.fromiter(grid.view_cells(c), np.int64)
             in_view += int(per_cell[cells].sum())
         frame_bytes = sum(map(len, frames))
+        own = np.flatnonzero(out.shared_of[: a.clients] < 0).tolist()
+        distinct = sum(map(len, out.shared)) + sum(len(m) for c in own for m in out.messages[c])
         rows.append(
             {
                 "tick_ms": (t1 - t0) * 1e3,
@@ -185,6 +189,8 @@ def main(argv=None) -> int:
                 "moved_in_view": in_view,
                 "moved": int(moved.sum()),
                 "encoded_bytes": out.encoded_bytes,
+                "distinct_bytes": distinct,
+                "shared": len(out.shared),
                 "segments": out.segments,
                 "snapshots": out.snapshots,
                 "recentred": out.recentred,
@@ -223,6 +229,8 @@ def main(argv=None) -> int:
         "bytes_per_moving_entity_without_tick_header": (fb - TICK_HEADER * a.clients * len(rows)) / mv,
         "moved_in_view_per_client": mv / len(rows) / a.clients,
         "encoded_bytes_per_tick": med("encoded_bytes"),
+        "distinct_message_bytes_per_tick": med("distinct_bytes"),
+        "shared_messages_per_tick": med("shared"),
         "segments_per_tick": med("segments"),
         "snapshots_per_tick": statistics.mean(r["snapshots"] for r in rows),
         "recentred_per_tick": statistics.mean(r["recentred"] for r in rows),
@@ -238,7 +246,10 @@ def main(argv=None) -> int:
         f"  {result['bytes_per_client_tick']:.0f} B per client per tick; "
         f"{result['bytes_per_moving_entity']:.2f} B per moving entity "
         f"({result['bytes_per_moving_entity_without_tick_header']:.2f} without the Tick header); "
-        f"load average {result['loadavg'][0]:.2f}",
+        f"load average {result['loadavg'][0]:.2f}\n"
+        f"  encoded once: {result['encoded_bytes_per_tick'] / 1024:.1f} KiB of segments per tick; "
+        f"{result['shared_messages_per_tick']:.0f} shared messages, "
+        f"{result['distinct_message_bytes_per_tick'] / 1024:.0f} KiB of distinct messages per tick",
         file=sys.stderr,
     )
     print(json.dumps(result))

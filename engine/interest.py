@@ -22,6 +22,11 @@ Each send tick, `Interest.tick()` runs one pass:
    of the buffer, one per grid row); the others get a message of their own made of the
    same shared slices plus their snapshot segments and leave ops.
 
+Measured here (bench/bench_interest.py: 5,000 walking entities, 1,000 clients, 3 x 3
+views of ~390 moving entities): 1.5 ms per send tick in all, of which sync 0.18, views
+0.07, encoding 0.9 and assembly 0.3; the anchors' vectorised grid takes 2.5 ms just to
+find the visible sets, and the kernel 5-10 ms to write the 1,000 frames.
+
 The wire format is codecs/WIRE.md, "Entity sync". Values are absolute (positions relative
 to their cell's corner), never differences, so a segment means the same to every client
 subscribed to the cell, whenever it joined. `apply_entity_sync()` is the reference
@@ -114,6 +119,11 @@ class SyncTick:
     shared between clients: treat them as read-only."""
 
     messages: list[tuple[bytes, ...]]
+    # The messages that several clients get (one per view centre): `shared_of[c]` is the
+    # index of client c's message in `shared`, or -1 when its message is its own (or it
+    # has none). A RoomBatch to another worker can carry each shared message once.
+    shared: list[bytes]
+    shared_of: np.ndarray
     segments: int  # cell update segments encoded
     snapshots: int  # cell snapshots encoded
     records: int  # entity records encoded (updates, enters, departures, snapshot rows)
@@ -174,7 +184,8 @@ class Interest:
     - `hysteresis`: how far, as a fraction of a cell, the player may go past its centre
       cell's border before the centre moves.
     - `spawn_budget`: snapshot entities per client per tick (the first non-empty cell
-      always goes, whatever its size).
+      always goes, whatever its size). Entities that walk into a cell the client has
+      are sent at once and do not count: they come one by one, not a view at a time.
     - `max_clients`: client slots, allocated up front (a named limit).
     - `position`: the names of the x and y fields; both must be quantised (`range`).
     - `type_id`: the EntitySync message's type id. The message carries no room: it
@@ -519,7 +530,7 @@ class Interest:
         vals[lay.y] = wy - row * np.uint64(lay.cell_qy)
         buf, off = self._encode(seg, code, fmask, ids, vals)
 
-        messages = self._assemble(buf, off, chosen)
+        messages, shared, shared_of = self._assemble(buf, off, chosen)
 
         for c, cells in chosen.items():
             if cells:
@@ -533,6 +544,8 @@ class Interest:
         nseg = np.diff(off)
         return SyncTick(
             messages=messages,
+            shared=shared,
+            shared_of=shared_of,
             segments=int(np.count_nonzero(nseg[:ncells])),
             snapshots=int(np.count_nonzero(nseg[ncells:])),
             records=int(ids.size),
@@ -650,10 +663,14 @@ class Interest:
             h = self._headers[length] = self._prefix + uvarint_bytes(length)
         return h
 
-    def _assemble(self, buf: bytes, off: np.ndarray, chosen: dict[int, list[int]]) -> list[tuple[bytes, ...]]:
+    def _assemble(
+        self, buf: bytes, off: np.ndarray, chosen: dict[int, list[int]]
+    ) -> tuple[list[tuple[bytes, ...]], list[bytes], np.ndarray]:
         lay = self.layout
         ncells, cols, r = lay.ncells, lay.cols, self.view_radius
         messages: list[tuple[bytes, ...]] = [EMPTY] * self.max_clients
+        shared: list[bytes] = []
+        shared_of = np.full(self.max_clients, -1, np.int32)
         special = set(chosen) | self._needy
         special.update(c for c in self._leaving if not self._paused[c])
         steady = self._used & ~self._paused & self._full
@@ -680,16 +697,20 @@ class Interest:
             b = np.where(valid, off[rr * cols + c1 + 1], 0)
             tot = (b - a).sum(axis=1).tolist()
             per_centre: list[tuple[bytes, ...]] = []
+            index = np.full(uc.size, -1, np.int32)
             header = self._header
-            for t, ar, br in zip(tot, a.tolist(), b.tolist()):
+            for k, (t, ar, br) in enumerate(zip(tot, a.tolist(), b.tolist())):
                 if t == 0:
                     per_centre.append(EMPTY)
                     continue
                 parts = [header(t)]
                 parts += [buf[x:y] for x, y in zip(ar, br) if y > x]
-                per_centre.append((b"".join(parts),))
+                index[k] = len(shared)
+                shared.append(b"".join(parts))
+                per_centre.append((shared[-1],))
             for c, k in zip(st.tolist(), inv.tolist()):
                 messages[c] = per_centre[k]
+            shared_of[st] = index[inv]
         for c in special:
             if self._paused[c] or not self._used[c]:
                 continue
@@ -709,7 +730,7 @@ class Interest:
             if t:
                 messages[c] = (b"".join([self._header(t), *parts]),)
         self._leaving = {c for c in self._leaving if self._paused[c] and self._used[c]}
-        return messages
+        return messages, shared, shared_of
 
 
 # ----------------------------------------------------------------------------------------

@@ -397,6 +397,9 @@ def test_steady_clients_share_one_message_object():
     a, b, c, d = (out.messages[c] for c in cs)
     assert a[0] is b[0] is c[0]  # encoded once, shared
     assert d[0] is not a[0]
+    assert len(out.shared) == 2 and out.shared_of[cs].tolist() == [1, 1, 1, 0]  # centres in cell order
+    assert out.shared[out.shared_of[cs[0]]] is a[0] and out.shared[out.shared_of[cs[3]]] is d[0]
+    assert (out.shared_of[cs[-1] + 1 :] == -1).all()
     # d's view (cells 0, 1, 11, 12) is inside a's (cells 0-2, 11-13, 22-24).
     wa, wd = ClientWorld(grid.layout), ClientWorld(grid.layout)
     apply_messages(wa, a[0])
