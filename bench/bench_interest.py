@@ -165,6 +165,8 @@ def main(argv=None) -> int:
         frames = [b"".join([header, *m]) for m in out.messages]
         t2 = time.perf_counter()
         split = phases.take(t1 - t0)
+        if tick == 0:
+            first = {"tick_ms": (t1 - t0) * 1e3, "snapshots": out.snapshots, "bytes": sum(map(len, frames))}
         if tick < a.warm:
             continue
         # Bytes per moving entity: moved entities in each client's view (not timed).
@@ -234,6 +236,7 @@ def main(argv=None) -> int:
         "segments_per_tick": med("segments"),
         "snapshots_per_tick": statistics.mean(r["snapshots"] for r in rows),
         "recentred_per_tick": statistics.mean(r["recentred"] for r in rows),
+        "first_tick": first,  # every client joined at once: all views' snapshots
         "loadavg": os.getloadavg(),
     }
     s = result["split_ms_median"]
@@ -249,7 +252,9 @@ def main(argv=None) -> int:
         f"load average {result['loadavg'][0]:.2f}\n"
         f"  encoded once: {result['encoded_bytes_per_tick'] / 1024:.1f} KiB of segments per tick; "
         f"{result['shared_messages_per_tick']:.0f} shared messages, "
-        f"{result['distinct_message_bytes_per_tick'] / 1024:.0f} KiB of distinct messages per tick",
+        f"{result['distinct_message_bytes_per_tick'] / 1024:.0f} KiB of distinct messages per tick\n"
+        f"  first tick (all {a.clients:,} clients join at once, budget {a.budget}): {first['tick_ms']:.2f} ms, "
+        f"{first['snapshots']} snapshots, {first['bytes'] / a.clients:.0f} B per client",
         file=sys.stderr,
     )
     print(json.dumps(result))

@@ -145,7 +145,7 @@ def _vlen(v: np.ndarray) -> np.ndarray:
 
 def _varint_chunks(pos: np.ndarray, v: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(bit position, byte) pairs that write varints `v` at byte offsets `pos`."""
-    ps, vs = [], []
+    ps, vs = [np.zeros(0, np.int64)], [np.zeros(0, np.uint64)]
     for k in range(int(lens.max(initial=0))):
         sel = lens > k
         b = (v[sel] >> np.uint64(7 * k)) & np.uint64(0x7F)
@@ -588,13 +588,28 @@ class Interest:
         gstart = np.flatnonzero(brk)
         gcount = np.diff(np.append(gstart, n))
         g_seg, g_code, g_mask = seg[gstart], code[gstart], fmask[gstart]
-        g_bits = np.full(gstart.size, lay.id_bits, np.int64)
+        g_fields = np.zeros(gstart.size, np.int64)  # bits of the fields a record carries
         for i, w in enumerate(lay.widths):
-            g_bits += ((g_mask >> np.uint64(i)) & np.uint64(1)).astype(np.int64) * w
+            g_fields += ((g_mask >> np.uint64(i)) & np.uint64(1)).astype(np.int64) * w
+        # Ids: a group's ids ascend, so it may send its first id as a varint and each
+        # next one as the gap from the one before, in the fewest bits that hold the
+        # group's largest gap; it does when that is smaller than plain ids. With ~40
+        # entities per cell among 5,000 ids this saves 3.1 of 13 bits a record (0.4 B).
+        gap = np.empty(n, np.int64)
+        gap[0] = 0
+        np.subtract(ids[1:], ids[:-1] + 1, out=gap[1:])
+        gap[gstart] = 0
+        g_gapw = np.maximum(np.frexp(np.maximum.reduceat(gap, gstart).astype(np.float64))[1], 1)
+        g_first = ids[gstart].astype(np.uint64)
+        g_first_len = _vlen(g_first)
+        g_delta = 8 * g_first_len + (gcount - 1) * g_gapw < gcount * lay.id_bits
+        g_gapw = np.where(g_delta, g_gapw, 0)  # the header's gap width; 0: plain ids
+        g_idw = np.where(g_delta, g_gapw, lay.id_bits)  # id bits of records after the first
+        g_bits = g_idw + g_fields
         g_code_len = _vlen(g_code)
         g_count_len = _vlen(gcount.astype(np.uint64))
-        g_head = g_code_len + g_count_len
-        g_tot = g_head + ((gcount * g_bits + 7) >> 3)
+        g_head = g_code_len + g_count_len + 1 + np.where(g_delta, g_first_len, 0)
+        g_tot = g_head + ((gcount * g_bits - g_gapw + 7) >> 3)
 
         sbrk = np.empty(gstart.size, bool)
         sbrk[0] = True
@@ -615,14 +630,18 @@ class Interest:
         g_data = g_start + g_head
 
         # Bit position of every record, then one chunk per (record, field) it carries.
+        # The first record of a gap-coded group has no id bits: it starts the others
+        # g_gapw bits earlier.
         r_grp = np.repeat(np.arange(gstart.size), gcount)
         rank = np.arange(n) - gstart[r_grp]
-        r_bits = g_bits[r_grp]
-        rpos = g_data[r_grp] * 8 + rank * r_bits
-        pos_parts = [rpos]
-        val_parts = [ids.astype(np.uint64)]
+        r_gapw = g_gapw[r_grp]
+        rpos = g_data[r_grp] * 8 + rank * g_bits[r_grp] - np.where(rank > 0, r_gapw, 0)
+        plain = r_gapw == 0
+        later = (rank > 0) & ~plain
+        pos_parts = [rpos[plain], rpos[later]]
+        val_parts = [ids[plain].astype(np.uint64), gap[later].astype(np.uint64)]
         maxw = min(lay.id_bits, 32)
-        at = rpos + lay.id_bits
+        at = rpos + np.where(plain, lay.id_bits, np.where(rank > 0, r_gapw, 0))
         for i, w in enumerate(lay.widths):
             sel = ((fmask >> np.uint64(i)) & np.uint64(1)).astype(bool)
             if not sel.any():
@@ -638,12 +657,17 @@ class Interest:
                 val_parts.append(v)
                 maxw = max(maxw, w)
             at = at + sel * w
-        # Headers: op tag and group count of each segment; code and count of each group.
+        # Headers: op tag and group count of each segment; code, count, gap width and
+        # (gap-coded groups) first id of each group.
+        g_gap_at = g_start + g_code_len + g_count_len
+        pos_parts.append(g_gap_at * 8)
+        val_parts.append(g_gapw.astype(np.uint64))
         for p, v, ln in (
             (s_start, s_tag, s_tag_len),
             (s_start + s_tag_len, s_ng, s_head - s_tag_len),
             (g_start, g_code, g_code_len),
             (g_start + g_code_len, gcount.astype(np.uint64), g_count_len),
+            (g_gap_at[g_delta] + 1, g_first[g_delta], g_first_len[g_delta]),
         ):
             vp, vv = _varint_chunks(p, v, ln)
             pos_parts.append(vp)
@@ -806,17 +830,31 @@ def apply_entity_sync(world: ClientWorld, data: bytes) -> None:
                 mask = lay.full_mask if kind == ENTER else 0
             else:
                 raise DecodeError(f"unknown group kind {kind}")
+            if count == 0 or pos >= end:
+                raise DecodeError("empty or truncated entity group")
+            gap_bits = data[pos]
+            pos += 1
+            if gap_bits > 32:
+                raise DecodeError(f"id gaps of {gap_bits} bits")
+            if gap_bits:
+                eid, pos = r_uvarint(data, pos)
             carried = [i for i in range(nf) if mask >> i & 1]
-            rbits = lay.record_bits(mask)
-            nbytes = (count * rbits + 7) >> 3
+            rbits = lay.record_bits(mask) - (id_bits - gap_bits if gap_bits else 0)
+            nbytes = (count * rbits - gap_bits + 7) >> 3
             if pos + nbytes > end:
                 raise DecodeError("truncated entity group")
             chunk = data[pos : pos + nbytes]
             pos += nbytes
             bit = 0
-            for _ in range(count):
-                eid = _read_bits(chunk, bit, id_bits)
-                bit += id_bits
+            for r in range(count):
+                if not gap_bits:
+                    eid = _read_bits(chunk, bit, id_bits)
+                    bit += id_bits
+                elif r:
+                    eid += 1 + _read_bits(chunk, bit, gap_bits)
+                    bit += gap_bits
+                if eid >> id_bits:
+                    raise DecodeError(f"entity id {eid} is over {id_bits} bits")
                 values = {}
                 for i in carried:
                     w = lay.widths[i]

@@ -328,14 +328,32 @@ def test_bytes_of_a_snapshot_an_update_and_a_departure():
     table, grid = tiny()
     e = table.spawn(x=5.0, y=1.5, hp=3)  # q (10, 3): cell 1, offsets (2, 3)
     c = grid.add_client(5.0, 1.5)
-    # Snapshot of cell 1: type 30, length 6; op tag 1<<1|0, one group; ENTER, one record:
-    # id 0 (4 bits) | x 2 (3 bits) | y 3 (3 bits) | hp 3 (4 bits) = 0x0DA0, LSB first.
-    assert grid.tick().messages[c] == (bytes([30, 6, 0x02, 0x01, 0x01, 0x01, 0xA0, 0x0D]),)
+    # Snapshot of cell 1: type 30, length 7; op tag 1<<1|0, one group; ENTER, one record,
+    # plain ids (gap width 0); id 0 (4 bits) | x 2 (3) | y 3 (3) | hp 3 (4) = 0x0DA0.
+    assert grid.tick().messages[c] == (bytes.fromhex("1e 07 02 01 01 01 00 a0 0d"),)
     assert grid.tick().messages[c] == ()  # nothing changed: nothing sent
     table["x"][e] = 5.5  # x offset 3; only x changed: mask 1, group header 1<<2|0
-    assert grid.tick().messages[c] == (bytes([30, 5, 0x02, 0x01, 0x04, 0x01, 0x30]),)
+    assert grid.tick().messages[c] == (bytes.fromhex("1e 06 02 01 04 01 00 30"),)
     table.despawn(e)  # a departure group: header 2, one id
-    assert grid.tick().messages[c] == (bytes([30, 5, 0x02, 0x01, 0x02, 0x01, 0x00]),)
+    assert grid.tick().messages[c] == (bytes.fromhex("1e 06 02 01 02 01 00 00"),)
+
+
+def test_bytes_of_a_gap_coded_group():
+    """Ids 0, 2 and 3 in one group: the first id as a varint, then gaps of 1 bit (2 - 0 - 1
+    = 1, 3 - 2 - 1 = 0): 8 + 2 x 1 bits of ids instead of 3 x 4."""
+    table, grid = tiny()
+    table.spawn(x=5.0, y=1.5, hp=3)  # id 0, cell 1, offsets (2, 3)
+    table.spawn(x=15.0, y=15.0)  # id 1, cell 18: not in view
+    table.spawn(x=4.0, y=0.0, hp=1)  # id 2, offsets (0, 0)
+    table.spawn(x=7.5, y=3.5, hp=15)  # id 3, offsets (7, 7)
+    c = grid.add_client(5.0, 1.5)
+    records = (2 | 3 << 3 | 3 << 6) | (1 | 0 << 1 | 0 << 4 | 1 << 7) << 10 | (0 | 7 << 1 | 7 << 4 | 15 << 7) << 21
+    data = bytes.fromhex("02 01 01 03 01 00") + records.to_bytes(4, "little")
+    assert data.hex(" ") == "02 01 01 03 01 00 da 04 c2 ff"
+    assert grid.tick().messages[c] == (bytes([30, len(data)]) + data,)
+    world = ClientWorld(grid.layout)
+    apply_entity_sync(world, data)
+    assert world.entities == {e: table.quantised(e) for e in (0, 2, 3)}
 
 
 def test_every_field_kind_round_trips():
@@ -564,10 +582,15 @@ def test_decoder_rejects_malformed_data():
     for bad in (
         bytes([0x80]),  # truncated varint
         bytes([50 << 1]),  # cell 50 of 25
-        bytes([0x02, 0x01, 0x03, 0x01, 0x00]),  # group kind 3
-        bytes([0x02, 0x01, 0x01 | 4, 0x01, 0x00]),  # enter with a mask
-        bytes([0x02, 0x01, 0x00, 0x01, 0x00]),  # update with an empty mask
-        bytes([0x02, 0x01, 0x01, 0x05, 0x00]),  # 5 records, 1 byte
+        bytes([0x02, 0x01, 0x03, 0x01, 0x00, 0x00]),  # group kind 3
+        bytes([0x02, 0x01, 0x01 | 4, 0x01, 0x00, 0x00]),  # enter with a mask
+        bytes([0x02, 0x01, 0x00, 0x01, 0x00, 0x00]),  # update with an empty mask
+        bytes([0x02, 0x01, 0x01, 0x05, 0x00, 0x00]),  # 5 records, 1 byte
+        bytes([0x02, 0x01, 0x02, 0x00, 0x00]),  # no records
+        bytes([0x02, 0x01, 0x02, 0x01]),  # no gap width
+        bytes([0x02, 0x01, 0x02, 0x01, 0x21, 0x00, 0x00]),  # gaps of 33 bits
+        bytes([0x02, 0x01, 0x02, 0x02, 0x01, 0x10, 0x00]),  # first id 16: over 4 bits
+        bytes([0x02, 0x01, 0x02, 0x02, 0x04, 0x0F, 0x01]),  # 15 + 1 + 1 = 17
     ):
         with pytest.raises(DecodeError):
             apply_entity_sync(world, bad)
