@@ -46,7 +46,7 @@ import numpy as np
 
 from .entities import Changes, EntityTable, FieldSpec
 from .errors import LimitExceeded
-from .packed import DecodeError, r_uvarint, uvarint_bytes
+from .packed import DecodeError, StructLayout, r_uvarint, uvarint_bytes
 
 __all__ = [
     "ENTITY_SYNC_TYPE_ID",
@@ -86,6 +86,22 @@ class SyncLayout:
     cell_qy: int
     cols: int
     rows: int
+    struct_name: str = ""
+
+    @classmethod
+    def from_info(cls, struct: Any, info: dict[str, Any]) -> "SyncLayout":
+        """A client's layout: its compiled struct (a generated class or StructLayout)
+        and the fields of the room's EntitySyncInfo."""
+        layout = struct if isinstance(struct, StructLayout) else struct.LAYOUT
+        fields = tuple(FieldSpec.from_struct_field(f, layout.dtype[f.name]) for f in layout.fields)
+        x, y = info["x_field"], info["y_field"]
+        widths = [f.width for f in fields]
+        widths[x] = (info["cell_steps_x"] - 1).bit_length()
+        widths[y] = (info["cell_steps_y"] - 1).bit_length()
+        return cls(
+            fields, tuple(widths), info["id_bits"], x, y, info["cell_steps_x"], info["cell_steps_y"],
+            info["columns"], info["rows"], layout.name,
+        )
 
     @property
     def ncells(self) -> int:
@@ -101,6 +117,7 @@ class SyncLayout:
     def info(self) -> dict[str, Any]:
         """The fields of the EntitySyncInfo message (WIRE.md)."""
         return {
+            "struct_name": self.struct_name,
             "id_bits": self.id_bits,
             "x_field": self.x,
             "y_field": self.y,
@@ -226,7 +243,9 @@ class Interest:
         widths = [f.width for f in table.fields]
         widths[ix] = (cqx - 1).bit_length()
         widths[iy] = (cqy - 1).bit_length()
-        self.layout = SyncLayout(tuple(table.fields), tuple(widths), table.id_bits, ix, iy, cqx, cqy, cols, rows)
+        self.layout = SyncLayout(
+            tuple(table.fields), tuple(widths), table.id_bits, ix, iy, cqx, cqy, cols, rows, table.name
+        )
         self.view_radius = view_radius
         self.spawn_budget = spawn_budget
         self.max_clients = max_clients

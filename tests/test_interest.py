@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from engine.entities import EntityTable
 from engine.errors import LimitExceeded
-from engine.interest import ClientWorld, Interest, apply_entity_sync, apply_messages
+from engine.interest import ClientWorld, Interest, SyncLayout, apply_entity_sync, apply_messages
 from engine.packed import DecodeError
 from test_entities import compile_struct
 
@@ -319,8 +319,11 @@ def test_layout_of_the_tiny_world():
     lay = grid.layout
     assert (lay.id_bits, lay.cell_qx, lay.cols, lay.rows, lay.widths) == (4, 8, 5, 5, (3, 3, 4))
     assert lay.info() == {
-        "id_bits": 4, "x_field": 0, "y_field": 1, "cell_steps_x": 8, "cell_steps_y": 8, "columns": 5, "rows": 5,
+        "struct_name": "Tiny", "id_bits": 4, "x_field": 0, "y_field": 1,
+        "cell_steps_x": 8, "cell_steps_y": 8, "columns": 5, "rows": 5,
     }
+    # What a client rebuilds from its own compiled struct and the EntitySyncInfo message.
+    assert SyncLayout.from_info(Tiny, lay.info()) == lay
 
 
 def test_bytes_of_a_snapshot_an_update_and_a_departure():
