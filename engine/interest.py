@@ -23,8 +23,8 @@ Each send tick, `Interest.tick()` runs one pass:
    same shared slices plus their snapshot segments and leave ops.
 
 Measured here (bench/bench_interest.py: 5,000 walking entities, 1,000 clients, 3 x 3
-views of ~390 moving entities): 1.5 ms per send tick in all, of which sync 0.18, views
-0.07, encoding 0.9 and assembly 0.3; the anchors' vectorised grid takes 2.5 ms just to
+views of ~390 moving entities): 1.75 ms per send tick in all, of which sync 0.19, views
+0.08, encoding 1.1 and assembly 0.33; the anchors' vectorised grid takes 2.5 ms just to
 find the visible sets, and the kernel 5-10 ms to write the 1,000 frames.
 
 The wire format is codecs/WIRE.md, "Entity sync". Values are absolute (positions relative
