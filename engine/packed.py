@@ -69,8 +69,85 @@ class Record:
         return f"{type(self).__name__}({inner})"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values (for JSON codecs and logs)."""
-        return {n: _plain(getattr(self, n)) for n in self.__slots__}
+        """Plain JSON-ready values (for JSON codecs and logs): a table says which it is with
+        "$type" (so a union member can be told from another), a struct is its fields, an
+        array of structs a list of them, bytes a list of numbers, and a payload
+        {"$payload": type_id, "body": [bytes]}. `from_dict` reads the same form back."""
+        out: dict[str, Any] = {"$type": type(self).__name__} if hasattr(type(self), "TYPE_ID") else {}
+        for n in self.__slots__:
+            out[n] = _plain(getattr(self, n))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, types: Mapping[str, type] | None = None) -> Any:
+        """The record a to_dict() value stands for (what a JSON client sends for a typed
+        message). A field it omits takes its default. A nested table or union member names
+        its table with "$type", looked up in `types` (Codebook.records); a nested value
+        without it is read field by field as it is, which is all a struct needs (a nested
+        table given so must then have every field). Nothing is range-checked here: encoding
+        the record does that, and says what is wrong (EncodeError)."""
+        return _record_from(cls, data, types or {}, 0)
+
+
+# A value from JSON nests at most this deep in a record: deeper is refused, never recursed.
+MAX_PLAIN_DEPTH = 64
+
+
+def _record_from(cls: type, data: Any, types: Mapping[str, type], depth: int) -> Any:
+    if not isinstance(data, Mapping):
+        raise EncodeError(f"{cls.__name__} takes an object of its fields, not {type(data).__name__}")
+    named = data.get("$type")
+    if named is not None and named != cls.__name__:
+        raise EncodeError(f"expected {cls.__name__}, not {named!r}")
+    slots = cls.__slots__
+    fields = {}
+    for key, value in data.items():
+        if key == "$type":
+            continue
+        if key not in slots:
+            raise EncodeError(f"{cls.__name__} has no field {key!r}")
+        fields[key] = _unplain(value, types, depth + 1)
+    return cls(**fields)
+
+
+def _unplain(v: Any, types: Mapping[str, type], depth: int) -> Any:
+    if depth > MAX_PLAIN_DEPTH:
+        raise EncodeError(f"a value nests more than {MAX_PLAIN_DEPTH} deep")
+    if isinstance(v, dict):
+        named = v.get("$type")
+        if named is not None:
+            cls = types.get(named) if isinstance(named, str) else None
+            if cls is None:
+                raise EncodeError(f"unknown $type {named!r}")
+            return _record_from(cls, v, types, depth)
+        if "$payload" in v:
+            t, body = v.get("$payload"), v.get("body")
+            if not isinstance(t, int) or not isinstance(body, list):
+                raise EncodeError('a payload is {"$payload": type_id, "body": [bytes]}')
+            try:
+                return Payload(t, bytes(body))
+            except (TypeError, ValueError):
+                raise EncodeError("a payload's body is a list of bytes (0-255)") from None
+        return _Fields({k: _unplain(x, types, depth + 1) for k, x in v.items()})
+    if isinstance(v, list):
+        return [_unplain(x, types, depth + 1) for x in v]
+    return v
+
+
+class _Fields:
+    """A nested table or struct given as a plain object without "$type": the generated
+    encoders read fields as attributes, and so does StructLayout.row."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]):
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"missing field {name!r}") from None
 
 
 def _plain(v: Any) -> Any:
@@ -87,7 +164,9 @@ def _plain(v: Any) -> Any:
     if isinstance(v, list):
         return [_plain(x) for x in v]
     if isinstance(v, Payload):
-        return {"type_id": v.type_id, "body": list(v.body)}
+        return {"$payload": v.type_id, "body": list(v.body)}
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
     return v
 
 
@@ -228,9 +307,14 @@ def r_bytes(buf: bytes, pos: int, maxlen: int) -> tuple[bytes, int]:
     return bytes(buf[pos:end]), end
 
 
-def w_bytes(out: bytearray, b: bytes | bytearray | memoryview) -> None:
+def w_bytes(out: bytearray, b: bytes | bytearray | memoryview | list[int]) -> None:
     if not isinstance(b, (bytes, bytearray, memoryview)):
-        raise EncodeError(f"expected bytes, not {type(b).__name__}")
+        if not isinstance(b, list):
+            raise EncodeError(f"expected bytes, not {type(b).__name__}")
+        try:  # a list of numbers: the JSON form of bytes (Record.to_dict)
+            b = bytes(b)
+        except (TypeError, ValueError):
+            raise EncodeError("expected bytes or a list of numbers 0-255") from None
     w_uvarint(out, len(b))
     out += b
 
@@ -902,6 +986,13 @@ class Codebook:
         # WIRE.md: the schemas' hashes in message-id order, whatever order they are given in.
         ordered = sorted(schemas, key=lambda mod: min(mod.MESSAGES, default=1 << 30))
         self.hash = combine_hashes(mod.SCHEMA_HASH for mod in ordered)
+        # Every table and struct by name, for the "$type" of plain values (Record.from_dict).
+        self.records: dict[str, type] = {
+            name: cls
+            for mod in schemas
+            for name, cls in getattr(mod, "TYPES", {}).items()
+            if isinstance(cls, type) and issubclass(cls, Record)
+        }
         self.json_type = self.by_name["Json"].type_id if "Json" in self.by_name else 0
         self.bytes_type = self.by_name["Bytes"].type_id if "Bytes" in self.by_name else 0
         # type id bytes, cached: the first byte of every message
@@ -1017,6 +1108,15 @@ class Codebook:
         if p.type_id == self.bytes_type:
             return value.data
         return value
+
+    def payload_from_plain(self, type_id: int, value: Any) -> Payload:
+        """A message of type `type_id` from its plain form (Record.to_dict: what a JSON
+        client sends for a typed message), as a payload; EncodeError when it does not fit."""
+        mt = self.types.get(type_id)
+        if mt is None:
+            raise EncodeError(f"no message type {type_id}")
+        record = mt.cls.from_dict(value, self.records)
+        return Payload(type_id, self.encode_body(record))
 
     def check_payload(self, p: Payload, ctx: DecodeContext) -> None:
         """Raise DecodeError unless the payload's body is exactly one valid value."""
