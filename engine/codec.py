@@ -14,18 +14,56 @@ from typing import Any, Protocol, Sequence
 from ._generated import protocol as P
 from .packed import Codebook, DecodeContext, Payload, uvarint_bytes
 
-__all__ = ["Codec", "PackedCodec", "PACKED_SUBPROTOCOL"]
+__all__ = ["Codec", "PackedCodec", "PACKED_SUBPROTOCOL", "Rejected"]
 
 PACKED_SUBPROTOCOL = "tickwire.packed.v1"
+
+
+class Rejected:
+    """What a codec decodes a packet to when it is well-formed on the wire but stands for
+    no protocol message (SocketCluster's "raw" messages, a subscribe without a channel
+    name): the session counts it against the rate and, when it carried a request id,
+    answers it with `bad_request`, as SocketCluster answers a malformed request."""
+
+    __slots__ = ("cid", "reason")
+
+    def __init__(self, cid: int, reason: str):
+        self.cid = cid
+        self.reason = reason
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rejected) and (other.cid, other.reason) == (self.cid, self.reason)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Rejected({self.cid}, {self.reason!r})"
 
 
 class Codec(Protocol):
     name: str
     subprotocol: str | None
     text: bool  # frames are text (JSON codecs) rather than binary
+    # Pings and pongs are frames of their own, not messages inside a frame (SocketCluster's
+    # '' and '#1'/'#2'): the session never joins them with other messages.
+    pings_are_frames: bool
+    # The client's liveness check counts only the server's pings (SocketCluster's client
+    # closes after pingTimeout without one, whatever else arrives): ping every interval,
+    # not only when the connection has been silent.
+    ping_always: bool
+
+    def connection(self) -> Any:
+        """This codec's side of one connection: an object with decode, encode and join.
+        A stateless codec is its own; a codec whose wire form depends on what the peer said
+        (SocketCluster's ping style, the request id of its handshake) makes one per
+        connection, holding that state and nothing else."""
+
+    def close_code(self, code: int) -> int:
+        """The close code this codec's clients expect for one of WIRE.md's."""
 
     def decode(self, frame: bytes, ctx: DecodeContext) -> list[Any]:
-        """The protocol records in one frame; DecodeError (UnknownType) when malformed."""
+        """The protocol records in one frame; DecodeError (UnknownType) when malformed, or
+        errors.ProtocolViolation for a packet that closes the connection with its own code."""
 
     def encode(self, msg: Any) -> bytes:
         """One protocol record, ready to be joined with others into a frame."""
@@ -49,10 +87,19 @@ class PackedCodec:
     name = "packed"
     subprotocol = PACKED_SUBPROTOCOL
     text = False
+    pings_are_frames = False
+    ping_always = False
 
     def __init__(self, codebook: Codebook):
         self.codebook = codebook
         self.hash = codebook.hash
+
+    def connection(self) -> "PackedCodec":
+        return self
+
+    @staticmethod
+    def close_code(code: int) -> int:
+        return code
 
     def decode(self, frame: bytes, ctx: DecodeContext) -> list[Any]:
         return self.codebook.decode_frame(frame, ctx)

@@ -34,6 +34,7 @@ COUNTERS = (
     "limit_errors",
     "middleware_blocks",
     "protocol_errors",
+    "rejected",
 )
 
 _HELP = {
@@ -59,6 +60,7 @@ _HELP = {
     "limit_errors": "requests refused for a named limit",
     "middleware_blocks": "requests blocked by middleware",
     "protocol_errors": "connections closed for a protocol violation",
+    "rejected": "packets a codec could not map to a protocol message (SocketCluster's raw or malformed packets)",
 }
 
 

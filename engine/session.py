@@ -14,6 +14,11 @@ It enforces the protocol's rules and the per-connection limits of codecs/WIRE.md
 
 Everything bound for the client in one flush is joined into ONE frame (split only when it
 exceeds `max_out_frame_size`, and that split is counted).
+
+What differs between codecs is asked of the codec, never tested by name: its
+per-connection side (`codec.connection()`: SocketCluster's ping style and handshake id),
+whether pings are frames of their own, whether the client needs pings even when it is
+busy, and the close codes its clients expect (SocketCluster's 4001 for a pong timeout).
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ._generated import protocol as P
-from .codec import Codec
-from .errors import CloseCode, ErrorCode
+from .codec import Codec, Rejected
+from .errors import CloseCode, ErrorCode, ProtocolViolation
 from .limits import Limits, TokenBucket
 from .metrics import Metrics
 from .packed import DecodeContext, DecodeError, UnknownType
@@ -42,9 +47,17 @@ _PING_FRAME_MSG = P.Ping()
 _PONG_MSG = P.Pong()
 
 
+class _Alone(bytes):
+    """Encoded bytes that leave as a frame of their own (a codec's pings_are_frames)."""
+
+    __slots__ = ()
+
+
 class Session:
     __slots__ = (
         "codec",
+        "wire",
+        "alone",
         "limits",
         "ctx",
         "stats",
@@ -66,6 +79,8 @@ class Session:
 
     def __init__(self, codec: Codec, limits: Limits, ctx: DecodeContext, stats: Metrics, now: float):
         self.codec = codec
+        self.wire = codec.connection()  # decode, encode, join for this connection
+        self.alone = 0  # how many queued parts are frames of their own
         self.limits = limits
         self.ctx = ctx
         self.stats = stats
@@ -100,7 +115,10 @@ class Session:
             self.fail(CloseCode.MALFORMED, "text frame for a binary codec" if text else "binary frame for a text codec")
             return []
         try:
-            msgs = self.codec.decode(frame, self.ctx)
+            msgs = self.wire.decode(frame, self.ctx)
+        except ProtocolViolation as exc:
+            self.fail(exc.close_code, exc.reason)
+            return []
         except UnknownType as exc:
             self.fail(CloseCode.UNKNOWN_TYPE, str(exc))
             return []
@@ -125,7 +143,16 @@ class Session:
             if kind is P.Pong:
                 continue
             if kind is P.Ping:
-                self.send(_PONG_MSG)
+                self._control(_PONG_MSG)
+                continue
+            if kind is Rejected:
+                stats.rejected += 1
+                if not self.rate.take(now):
+                    if self._over_rate(msg, now):
+                        return []
+                    continue
+                if msg.cid:
+                    self.send(P.Error(msg.cid, ErrorCode.BAD_REQUEST, msg.reason))
                 continue
             if kind not in CLIENT_MESSAGES:
                 self.fail(CloseCode.UNKNOWN_TYPE, f"a client may not send {kind.__name__}")
@@ -164,7 +191,19 @@ class Session:
     # -- outbound --------------------------------------------------------------------------
     def send(self, msg: Any) -> bool:
         """Queue a protocol record; True when the queue was empty (a flush is due)."""
-        return self.push(self.codec.encode(msg))
+        data = self.wire.encode(msg)
+        if not data:
+            return False  # nothing on this codec's wire (SocketCluster: an answer nobody asked for)
+        return self.push(data)
+
+    def _control(self, msg: Any) -> bool:
+        """Queue a ping or pong: a message in the frame, or a frame of its own."""
+        if not self.codec.pings_are_frames:
+            return self.send(msg)
+        if self.state == CLOSING:
+            return False
+        self.alone += 1
+        return self.push(_Alone(self.wire.encode(msg)))
 
     def push(self, data: bytes) -> bool:
         """Queue encoded bytes; True when the queue was empty (a flush is due)."""
@@ -195,19 +234,30 @@ class Session:
         self.out = None
         self.out_size = 0
         limit = self.limits.max_out_frame_size
-        if size <= limit:
-            return (self.codec.join(out),)
+        join = self.wire.join
+        if size <= limit and not self.alone:
+            return (join(out),)
         frames: list[bytes] = []
         current: list[bytes] = []
         current_size = 0
+        split = 0
         for part in out:
+            if type(part) is _Alone:
+                if current:
+                    frames.append(join(current))
+                    current, current_size = [], 0
+                frames.append(bytes(part))
+                continue
             if current and current_size + len(part) > limit:
-                frames.append(self.codec.join(current))
+                frames.append(join(current))
                 current, current_size = [], 0
+                split += 1
             current.append(part)
             current_size += len(part)
-        frames.append(self.codec.join(current))
-        self.stats.frames_split += len(frames) - 1
+        if current:
+            frames.append(join(current))
+        self.alone = 0
+        self.stats.frames_split += split
         return frames
 
     # -- time ------------------------------------------------------------------------------
@@ -227,9 +277,9 @@ class Session:
         if silent > limits.ping_timeout:
             self.fail(CloseCode.PING_TIMEOUT, "no answer to ping")
             return False
-        if silent > limits.ping_interval and now - self.last_ping > limits.ping_interval:
+        if (silent > limits.ping_interval or self.codec.ping_always) and now - self.last_ping > limits.ping_interval:
             self.last_ping = now
-            return self.send(_PING_FRAME_MSG)
+            return self._control(_PING_FRAME_MSG)
         return False
 
     def set_backlogged(self, backlogged: bool, now: float) -> None:
@@ -240,10 +290,12 @@ class Session:
         """Close for a protocol or limit violation; the adapter sends the close frame."""
         if self.state == CLOSING:
             return
+        code = self.codec.close_code(code)
         self.stats.count_close(code)
         self.close(code, reason)
         self.out = None  # what was queued for a client that broke the rules is dropped
         self.out_size = 0
+        self.alone = 0
 
     def close(self, code: int, reason: str = "") -> None:
         """Close after what is queued: the adapter writes the queued frames, then the close."""
