@@ -39,6 +39,7 @@ from .metrics import Metrics, prometheus_text, room_metrics_text
 from .middleware import HandshakeRequest, InboundRequest, PublishIn, SubscribeRequest
 from .packed import Codebook, DecodeError, EncodeError, Payload
 from .roomservice import RoomService
+from .sccodec import ScCodec
 from .session import Session
 from .socket import Socket
 from .transport import Connection
@@ -98,7 +99,8 @@ class Worker:
             max_depth=self.limits.max_depth,
         )
         self.packed = PackedCodec(self.codebook)
-        self.codecs: dict[str | None, Codec] = {PACKED_SUBPROTOCOL: self.packed}
+        # A client offering no subprotocol speaks SocketCluster's JSON (WIRE.md, "Connection").
+        self.codecs: dict[str | None, Codec] = {PACKED_SUBPROTOCOL: self.packed, None: ScCodec(self.codebook)}
         for make in extra_codecs:
             codec = make(self)
             self.codecs[codec.subprotocol] = codec
@@ -762,20 +764,25 @@ class Worker:
 
     def _unsubscribe(self, sock: Socket, msg: Any) -> None:
         unknown = []
-        for channel_id in msg.channels:
-            ch = sock.channels.get(int(channel_id)) if sock.channels else None
+        for channel in msg.channels:
+            if type(channel) is str:  # by name: JSON clients (SocketCluster's) know no ids
+                ch = self.channels.by_name.get(channel)
+                if ch is not None and not (sock.channels and sock.channels.get(ch.id) is ch):
+                    ch = None
+            else:
+                ch = sock.channels.get(int(channel)) if sock.channels else None
             if ch is None:
-                unknown.append(int(channel_id))
+                unknown.append(channel)
             else:
                 self.channels.unsubscribe(sock, ch)
         if unknown:
-            sock.send(P.Error(msg.cid, ErrorCode.BAD_REQUEST, f"not subscribed to channel id {unknown[0]}"))
+            sock.send(P.Error(msg.cid, ErrorCode.BAD_REQUEST, f"not subscribed to channel {unknown[0]!r}"))
         elif msg.cid:
             sock.send(P.Result(msg.cid, None))
 
     def _publish(self, sock: Socket, msg: Any) -> Awaitable[None] | None:
         try:
-            name, payload = self._check_publish(msg.channel, msg.data)
+            name, payload = self._check_publish(msg.channel, msg.data, sock.codec.text)
         except Exception as exc:
             code, message = self._error(exc, "publish")
             sock.send(P.Error(msg.cid, code, message))
@@ -820,10 +827,13 @@ class Worker:
         if msg.cid:
             sock.send(P.Result(msg.cid, None))
 
-    def _check_publish(self, name: str, payload: Payload) -> tuple[str, Payload]:
-        """A client's publish must name a channel properly and fit the channel's type."""
+    def _check_publish(self, name: str, payload: Payload, from_json: bool = False) -> tuple[str, Payload]:
+        """A client's publish must name a channel properly and fit the channel's type (a
+        JSON codec's client, which has no other way to say a typed message, in JSON)."""
         self._check_name(name)
         expected = self.channel_type(name)
+        if from_json and payload.type_id == self.codebook.json_type and expected != payload.type_id:
+            payload = self._typed_from_json(name, expected, payload)
         if payload.type_id != expected:
             want = self.codebook.types[expected].cls.__name__
             got = self.codebook.types[payload.type_id].cls.__name__ if payload.type_id else "nothing"
@@ -833,6 +843,15 @@ class Worker:
         except DecodeError as exc:
             raise BadRequest(str(exc)) from None
         return name, payload
+
+    def _typed_from_json(self, name: str, expected: int, payload: Payload) -> Payload:
+        """JSON for a schema-typed channel (from a SocketCluster client, say), as the
+        channel's message: converted once here, so every subscriber gets the typed bytes."""
+        try:
+            return self.codebook.payload_from_plain(expected, self.payload_value(payload))
+        except (DecodeError, EncodeError) as exc:
+            want = self.codebook.types[expected].cls.__name__
+            raise BadRequest(f"channel {name!r} carries {want}: {exc}") from None
 
     def _typed_payload(self, name: str, value: Any) -> Payload:
         payload = self.codebook.payload(value)

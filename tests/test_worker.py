@@ -292,9 +292,11 @@ def load_text(text: str):
 def test_subprotocol_negotiation():
     async def scenario():
         async with serving(make_app()) as w:
-            with pytest.raises(InvalidStatus) as err:
-                await connect(url(w))  # no subprotocol, and no codec for that (yet)
-            assert err.value.response.status_code == 400
+            sc = await connect(url(w, "/socketcluster/"))  # no subprotocol: SocketCluster's JSON
+            assert sc.subprotocol is None
+            await sc.send('{"event":"#handshake","data":{"authToken":null},"cid":1}')
+            assert '"rid":1' in await sc.recv()
+            await sc.close()
             with pytest.raises(InvalidStatus) as err:
                 await connect(url(w), subprotocols=["mqtt"])
             assert err.value.response.status_code == 400
