@@ -12,6 +12,7 @@ from __future__ import annotations
 from bench.anchors.systems import anchor_systems
 from bench.scenarios import ALL, Scenario
 from bench.system import System
+from bench.tickwire_sc import TickwireScJson
 from bench.tickwire_systems import tickwire_systems
 
 
@@ -21,4 +22,4 @@ def scenarios() -> list[Scenario]:
 
 def systems() -> list[System]:
     """Every system, in the order they run within a round."""
-    return [*tickwire_systems(), *anchor_systems()]
+    return [*tickwire_systems(), TickwireScJson(), *anchor_systems()]

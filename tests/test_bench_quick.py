@@ -69,7 +69,7 @@ def test_quick_run_of_every_scenario_writes_well_formed_results(tmp_path):
             assert r["units"] > 0 and r["cpu_us_per_unit"] > 0 and r["units_per_s"] > 0
             assert r["server_rss_kib"] > 0
     tickwire = {name for _, name in expected if name.startswith("tickwire")}
-    assert tickwire == {"tickwire", "tickwire-1w", "tickwire-2w"}
+    assert tickwire == {"tickwire", "tickwire-1w", "tickwire-2w", "tickwire-scjson"}
     # stdout: one JSON line per scenario and system
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert {(x["scenario"], x["system"]) for x in lines} == expected
