@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from engine import App, Client, Worker
 from engine.errors import Blocked, CloseCode
 from engine.limits import Limits
+from engine.sccodec import ScCodec
 
 import sc_app
 from conftest import IN_CI, require_tool
@@ -488,5 +489,43 @@ def test_server_code_sees_socketcluster_clients_like_any_other():
             await eventually(lambda: sum(s.token is not None for s in w.sockets) == 1)  # ws keeps its own
             await ws.close()
             await again.close()
+
+    arun(run())
+
+
+class CountingScCodec(ScCodec):
+    """The sc-json codec, counting the deliveries it builds (an injected seam)."""
+
+    def __init__(self, codebook: Any):
+        super().__init__(codebook)
+        self.built = 0
+
+    def channel_message(self, prefix: bytes, payload: Any) -> bytes:
+        self.built += 1
+        return super().channel_message(prefix, payload)
+
+
+def test_a_typed_delivery_is_converted_once_per_worker_not_per_subscriber():
+    made: list[CountingScCodec] = []
+
+    def make(worker: Worker) -> CountingScCodec:
+        made.append(CountingScCodec(worker.codebook))
+        return made[-1]
+
+    async def run() -> None:
+        async with serving(sc_app.app, extra_codecs=[make]) as w:
+            subscribers = [await sc_raw(w) for _ in range(3)]
+            for ws in subscribers:
+                await ws.send('{"event":"#subscribe","data":{"channel":"pos.7"},"cid":2}')
+                assert await answer(ws) == {"rid": 2}
+            publisher = await sc_raw(w)
+            pos = {"who": "ann", "at": {"x": 0.5, "y": 1}, "hp": 2, "tags": ["t"]}
+            await publisher.send(json.dumps({"event": "#publish", "data": {"channel": "pos.7", "data": pos}, "cid": 3}))
+            assert await answer(publisher) == {"rid": 3}
+            got = [await answer(ws) for ws in subscribers]
+            assert all(g == {"event": "#publish", "data": {"channel": "pos.7", "data": {"$type": "Pos", **pos}}} for g in got)
+            assert made[0].built == 1 and w.stats.deliveries == 3
+            for ws in (*subscribers, publisher):
+                await ws.close()
 
     arun(run())
