@@ -4,71 +4,21 @@
 // broken server, and the timing arithmetic with an injected clock.
 
 import assert from "node:assert/strict";
-import { once } from "node:events";
 import { after, test } from "node:test";
 
-import { Client, CloseCode, ConnectionClosed, SUBPROTOCOL, TickwireError, reconnectDelay } from "../client.js";
+import { Client, CloseCode, ConnectionClosed, TickwireError, reconnectDelay } from "../client.js";
 import { Codebook } from "../packed.js";
 import * as protocol from "../generated/protocol.js";
-import { WebSocket, eventually, sleep } from "../testing/server.mjs";
+import { FakeServer, WELCOME, welcoming } from "../testing/fake_server.mjs";
+import { WebSocket, eventually } from "../testing/server.mjs";
 
 const T = { timeout: 20000 };
 const codebook = new Codebook(protocol);
-const WELCOME = { $type: "Welcome", socket_id: "fake.1", process: "fake", ping_interval_ms: 0, ping_timeout_ms: 0 };
 const servers = [];
 
 after(async () => {
   for (const s of servers) await s.close();
 });
-
-/** A scripted server: `script(peer, msg)` answers each message a client sends. */
-class FakeServer {
-  constructor(script) {
-    this.script = script;
-    this.peers = [];
-    this.closes = []; // close codes the clients sent
-  }
-
-  async start() {
-    this.wss = new WebSocket.WebSocketServer({
-      host: "127.0.0.1",
-      port: 0,
-      handleProtocols: (offered) => (offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
-    });
-    await once(this.wss, "listening");
-    this.url = `ws://127.0.0.1:${this.wss.address().port}/`;
-    this.wss.on("connection", (ws) => {
-      const peer = {
-        ws,
-        ctx: codebook.context({ maxString: 1 << 20 }),
-        send: (...msgs) => ws.send(codebook.encodeFrame(msgs)),
-        received: [],
-      };
-      this.peers.push(peer);
-      ws.on("close", (code) => this.closes.push(code));
-      ws.on("message", (data) => {
-        for (const msg of codebook.decodeFrame(new Uint8Array(data), peer.ctx)) {
-          peer.received.push(msg);
-          this.script(peer, msg);
-        }
-      });
-    });
-    servers.push(this);
-    return this;
-  }
-
-  async close() {
-    for (const p of this.peers) p.ws.terminate();
-    await new Promise((resolve) => this.wss.close(resolve));
-  }
-}
-
-function welcoming(more = () => {}, welcome = {}) {
-  return (peer, msg) => {
-    if (msg.$type === "Handshake") peer.send({ ...WELCOME, ...welcome });
-    else more(peer, msg);
-  };
-}
 
 function client(server, options = {}) {
   return new Client(server.url, { WebSocket, minBackoff: 10, maxBackoff: 50, connectTimeout: 2000, ...options });
@@ -88,7 +38,7 @@ const joined = (cid, room, id) => ({
 const tick = (room, t, fields = {}) => ({ $type: "Tick", room, tick: t, time_ms: t * 50, ...fields });
 
 test("a join answer and the room's first ticks in one frame: nothing is lost", T, async () => {
-  const server = await new FakeServer(
+  const server = await new FakeServer(codebook, 
     welcoming((peer, msg) => {
       if (msg.$type === "JoinRoom") {
         peer.send(
@@ -102,7 +52,7 @@ test("a join answer and the room's first ticks in one frame: nothing is lost", T
         );
       }
     }),
-  ).start();
+  ).start(servers);
   const c = client(server);
   await c.connect();
   const room = await c.joinRoom("arena");
@@ -117,12 +67,12 @@ test("a join answer and the room's first ticks in one frame: nothing is lost", T
 
 test("two rooms' sections in one frame; 'tick' after each section", T, async () => {
   let peer;
-  const server = await new FakeServer(
+  const server = await new FakeServer(codebook, 
     welcoming((p, msg) => {
       peer = p;
       if (msg.$type === "JoinRoom") p.send(joined(msg.cid, msg.room_type === "a" ? 1 : 2, msg.room_type));
     }),
-  ).start();
+  ).start(servers);
   const c = client(server);
   await c.connect();
   const a = await c.joinRoom("a");
@@ -151,7 +101,7 @@ test("two rooms' sections in one frame; 'tick' after each section", T, async () 
 });
 
 test("a Subscribed and a Message on it in one frame", T, async () => {
-  const server = await new FakeServer(
+  const server = await new FakeServer(codebook, 
     welcoming((peer, msg) => {
       if (msg.$type === "Subscribe") {
         peer.send(
@@ -164,7 +114,7 @@ test("a Subscribed and a Message on it in one frame", T, async () => {
         );
       }
     }),
-  ).start();
+  ).start(servers);
   const c = client(server);
   await c.connect();
   const [, second] = await c.subscribe("one", "two");
@@ -175,12 +125,12 @@ test("a Subscribed and a Message on it in one frame", T, async () => {
 test("round-trip time and clock offsets from the Tick echo, with an injected clock", T, async () => {
   let clock = 1000;
   let peer;
-  const server = await new FakeServer(
+  const server = await new FakeServer(codebook, 
     welcoming((p, msg) => {
       peer = p;
       if (msg.$type === "JoinRoom") p.send(joined(msg.cid, 1, "r"));
     }),
-  ).start();
+  ).start(servers);
   const c = client(server, { now: () => clock });
   await c.connect();
   const room = await c.joinRoom("r");
@@ -209,7 +159,7 @@ test("round-trip time and clock offsets from the Tick echo, with an injected clo
 });
 
 test("a silent server is dropped with 4000 after its ping timeout, and the client comes back", T, async () => {
-  const server = await new FakeServer(welcoming(() => {}, { ping_interval_ms: 100, ping_timeout_ms: 200 })).start();
+  const server = await new FakeServer(codebook, welcoming(() => {}, { ping_interval_ms: 100, ping_timeout_ms: 200 })).start(servers);
   const c = client(server);
   await c.connect();
   await eventually(() => c.connects === 2, { what: "a reconnection" });
@@ -218,7 +168,7 @@ test("a silent server is dropped with 4000 after its ping timeout, and the clien
 });
 
 test("no Welcome within connectTimeout: 4005, and connect() rejects", T, async () => {
-  const server = await new FakeServer(() => {}).start();
+  const server = await new FakeServer(codebook, () => {}).start(servers);
   const c = client(server, { connectTimeout: 200 });
   const err = await c.connect().catch((e) => e);
   assert.ok(err instanceof ConnectionClosed);
@@ -230,11 +180,11 @@ test("no Welcome within connectTimeout: 4005, and connect() rejects", T, async (
 test("bad frames from the server: 4101 for an unknown type, 4100 for the rest", T, async () => {
   const frames = [new Uint8Array([63]), new Uint8Array([8, 1]), "text"];
   let n = 0;
-  const server = await new FakeServer(
+  const server = await new FakeServer(codebook, 
     welcoming((peer, msg) => {
       if (msg.$type === "Call") peer.ws.send(frames[n++]);
     }),
-  ).start();
+  ).start(servers);
   const c = client(server);
   const errors = [];
   c.on("#error", (e) => errors.push(e));
@@ -250,11 +200,11 @@ test("bad frames from the server: 4101 for an unknown type, 4100 for the rest", 
 });
 
 test("an Error without a request is an '#error' event", T, async () => {
-  const server = await new FakeServer(
+  const server = await new FakeServer(codebook, 
     welcoming((peer, msg) => {
       if (msg.$type === "Emit") peer.send({ $type: "Error", cid: 0, code: 1, message: "input for room handle 9" });
     }),
-  ).start();
+  ).start(servers);
   const c = client(server);
   await c.connect();
   const errors = [];
@@ -275,7 +225,7 @@ test("backoff grows exponentially to its cap, with jitter", () => {
 
 test("the server going away: backoff between attempts, then back", T, async () => {
   let refusals = 0; // handshakes to answer with a close, as a restarting server does
-  const server = await new FakeServer((peer, msg) => {
+  const server = await new FakeServer(codebook, (peer, msg) => {
     if (msg.$type !== "Handshake") return;
     if (refusals > 0) {
       refusals--;
@@ -283,7 +233,7 @@ test("the server going away: backoff between attempts, then back", T, async () =
     } else {
       peer.send(WELCOME);
     }
-  }).start();
+  }).start(servers);
   const c = client(server, { minBackoff: 40, maxBackoff: 1000, jitter: 0 });
   await c.connect();
   refusals = 2;
