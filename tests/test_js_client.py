@@ -21,7 +21,13 @@ from test_gen_js import CODEC_NODE_TESTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODE_TESTS = os.path.join(ROOT, "codecs", "js", "test")
-CLIENT_NODE_TESTS = ["client.test.mjs", "reconnect.test.mjs", "protocol.test.mjs", "interpolation.test.mjs"]
+CLIENT_NODE_TESTS = [
+    "client.test.mjs",
+    "reconnect.test.mjs",
+    "protocol.test.mjs",
+    "interpolation.test.mjs",
+    "entities.test.mjs",
+]
 
 
 def require_node_package(name: str) -> None:
@@ -53,10 +59,14 @@ def test_node_client_suite():
 
 TS_CHECK = """
 import { Client, Channel, Room, TickwireError, ConnectionClosed, ErrorCode, CloseCode, SnapshotBuffer, reconnectDelay } from "%(root)s/codecs/js/client.js";
+import { ClientWorld, SyncLayout, applyEntitySync } from "%(root)s/codecs/js/client.js";
 import * as E from "%(root)s/tests/golden/everything.js";
 
 async function main(): Promise<void> {
-  const client = new Client("ws://localhost:8000/", { schemas: [E], minBackoff: 100, interpolation: { delay: 120 } });
+  const client = new Client("ws://localhost:8000/", {
+    schemas: [E], minBackoff: 100, interpolation: { delay: 120 },
+    entityFields: { Mob: [{ name: "hp", kind: "int", width: 5 }] },
+  });
   const welcome = await client.connect();
   const sid: string = welcome.socket_id;
   const n = await client.call<number>("add", { a: 1, b: 2 }, { timeout: 500 });
@@ -85,6 +95,12 @@ async function main(): Promise<void> {
     if (e instanceof ConnectionClosed) console.log(e.closeCode === CloseCode.NORMAL);
     else if (e instanceof TickwireError) console.log(e.code === ErrorCode.TIMEOUT, e.codeName);
   }
+  const world: ClientWorld | null = room.entities;
+  if (world !== null) for (const [id, f] of world.entities) console.log(id, f.x, world.cellOf.get(id));
+  const layout = SyncLayout.fromInfo([{ name: "x", kind: "quant", quant: { min: 0, max: 1, bits: 4, step: 0.1 } }], {
+    id_bits: 4, x_field: 0, y_field: 0, cell_steps_x: 4, cell_steps_y: 4, columns: 1, rows: 1,
+  });
+  applyEntitySync(new ClientWorld(layout), new Uint8Array());
   const buf = new SnapshotBuffer({ angles: ["heading"], maxExtrapolation: 50 });
   buf.push(0, new Map([[1, { x: 0 }]]));
   console.log(buf.render(100).size, reconnectDelay(1, 1, 2, 0, 0));
@@ -101,7 +117,7 @@ def test_typescript_declarations_compile(tmp_path):
         pytest.skip("tsc is not installed (tests/node_modules/.bin/tsc)")
     check = tmp_path / "check.ts"
     check.write_text(TS_CHECK % {"root": ROOT})
-    files = [str(check), "codecs/js/client.d.ts", "codecs/js/interpolation.d.ts"]
+    files = [str(check), "codecs/js/client.d.ts", "codecs/js/interpolation.d.ts", "codecs/js/entities.d.ts"]
     result = subprocess.run(
         [tsc, "--noEmit", "--strict", "--target", "es2022", "--module", "es2022", "--moduleResolution", "node", *files],
         cwd=ROOT, capture_output=True, text=True, timeout=120,

@@ -2,9 +2,12 @@
 
 import type { Codebook, Payload, SchemaModule } from "./packed.js";
 import type { RoomJoined, Welcome } from "./generated/protocol.js";
+import type { ClientWorld, EntityFieldSpec } from "./entities.js";
 import type { EntityFields, SnapshotBuffer, SnapshotBufferOptions } from "./interpolation.js";
 
 export { Codebook, DecodeError, EncodeError, Payload } from "./packed.js";
+export { ClientWorld, SyncLayout, applyEntitySync } from "./entities.js";
+export type { EntityFieldSpec, EntitySyncInfoFields, EntityValue } from "./entities.js";
 export { SnapshotBuffer } from "./interpolation.js";
 export type { EntityFields, EntitySnapshot, SnapshotBufferOptions } from "./interpolation.js";
 
@@ -111,6 +114,11 @@ export interface ClientOptions {
   maxSendFrameSize?: number;
   /** SnapshotBuffer options for every room. */
   interpolation?: SnapshotBufferOptions;
+  /**
+   * The fields of each entity struct a room may sync (EntitySyncInfo.struct_name), for
+   * schema modules whose struct codecs do not list them.
+   */
+  entityFields?: Record<string, readonly EntityFieldSpec[] | { fields: readonly EntityFieldSpec[] }>;
   /** The WebSocket constructor; default globalThis.WebSocket (under Node 20: pass ws's). */
   WebSocket?: WebSocketConstructor | null;
   /** The clock, in ms (default performance.now). */
@@ -209,7 +217,15 @@ export declare class Room<State = any, Message = any> extends Emitter<RoomEvents
   readonly receiveOffset: number | null;
   /** Why this client is no longer in the room, once it is not. */
   readonly left: { code: number; reason: string } | null;
-  /** Entity snapshots to render: push(timeMs, entities) each tick; render() samples it. */
+  /**
+   * The entities this client sees, when the room syncs entities (after its EntitySyncInfo);
+   * during "tick" listeners, `entities.spawned` and `entities.despawned` hold the tick's.
+   */
+  readonly entities: ClientWorld | null;
+  /**
+   * Entity snapshots to render, at the room time of each Tick: filled from `entities` when
+   * the room syncs them; else push(timeMs, entities) from a "tick" listener.
+   */
   readonly snapshots: SnapshotBuffer;
   /** Send an input for the next tick; its sequence number (0: not sent, not attached). */
   input(data?: unknown): number;

@@ -29,9 +29,11 @@
 
 import { Codebook, DecodeError, Reader, UnknownType } from "./packed.js";
 import * as protocol from "./generated/protocol.js";
+import { ClientWorld, SyncLayout, applyEntitySync } from "./entities.js";
 import { SnapshotBuffer } from "./interpolation.js";
 
 export { Codebook, DecodeError, EncodeError, Payload } from "./packed.js";
+export { ClientWorld, SyncLayout, applyEntitySync } from "./entities.js";
 export { SnapshotBuffer } from "./interpolation.js";
 
 export const SUBPROTOCOL = "tickwire.packed.v1";
@@ -123,6 +125,7 @@ const DEFAULTS = Object.freeze({
   maxQueue: 10000, // messages kept per channel or room for iteration; the oldest go first
   maxSendFrameSize: 64 * 1024, // the server's max_frame_size default
   interpolation: {}, // SnapshotBuffer options for every room
+  entityFields: {}, // struct name -> its fields, for rooms that sync entities (entities.js)
   WebSocket: null,
   now: null,
   rng: Math.random,
@@ -426,6 +429,7 @@ export class Room extends Emitter {
     this.receiveOffset = null; // room time minus local time as Ticks arrive (no rtt correction)
     this.left = null; // {code, reason} once out of the room
     this.snapshots = new SnapshotBuffer({ ...client.interpolation, ...interpolation });
+    this.entities = null; // a ClientWorld, once the room says how it syncs entities
     this.inbox = new Inbox(client.maxQueue);
     this._sent = new Map(); // seq -> local send time
   }
@@ -509,7 +513,22 @@ export class Room extends Emitter {
   }
 
   _sectionEnd() {
-    this._emit("tick", this);
+    const world = this.entities;
+    if (world === null) {
+      this._emit("tick", this);
+      return;
+    }
+    // Every tick, changed or not: an entity that stopped must be drawn still, not
+    // interpolated across the ticks it did not move in.
+    this.snapshots.push(this.timeMs, world.entities);
+    this._emit("tick", this); // world.spawned and world.despawned hold this tick's
+    world.spawned.length = 0;
+    world.despawned.length = 0;
+  }
+
+  _syncEntities(layout) {
+    this.entities = new ClientWorld(layout);
+    this.snapshots.clear();
   }
 
   _setState(state) {
@@ -526,6 +545,13 @@ export class Room extends Emitter {
     this.handle = joined.room;
     this.seat = joined.seat;
     this.attached = true;
+  }
+
+  _detach() {
+    this.attached = false;
+    // The server sends the view afresh (snapshots) to a seat taken back.
+    this.entities?.clear();
+    this.snapshots.clear();
   }
 
   _left(code, reason) {
@@ -574,6 +600,8 @@ export class Client extends Emitter {
     this.maxQueue = o.maxQueue;
     this.maxSendFrameSize = o.maxSendFrameSize;
     this.interpolation = o.interpolation;
+    this.entityFields = o.entityFields;
+    this.schemas = o.schemas;
     this.rng = o.rng;
     this.onFrame = o.onFrame; // test seam: every frame received, raw
     this._now = o.now ?? (() => performance.now());
@@ -757,7 +785,7 @@ export class Client extends Emitter {
     this._byId.clear();
     this._ctx.channelTypes.clear();
     this._byHandle.clear();
-    for (const room of this.rooms) room.attached = false;
+    for (const room of this.rooms) room._detach();
     this.#failPending(new ConnectionClosed(this.closeCode, this.closeReason));
     if (wasOpen) this._emit("#disconnect", { code: this.closeCode, reason: this.closeReason });
     this.#afterClose(wasOpen);
@@ -981,6 +1009,16 @@ export class Client extends Emitter {
       case "RoomMessage":
         if (room !== null) room._message(this.#value(msg.data, "RoomMessage"));
         break;
+      case "EntitySync":
+        // Malformed data throws DecodeError: the frame is refused (close 4100), and the
+        // seat, taken back, gets its view afresh.
+        if (room?.entities) applyEntitySync(room.entities, msg.data);
+        break;
+      case "EntitySyncInfo": {
+        const target = this._byHandle.get(msg.room);
+        if (target !== undefined) this.#syncEntities(target, msg);
+        break;
+      }
       case "Message": {
         const ch = this._byId.get(msg.channel);
         if (ch !== undefined) ch._deliver(this.#value(msg.payload, `channel ${ch.name}`));
@@ -1032,6 +1070,25 @@ export class Client extends Emitter {
       }
       default:
         break; // Pong, and messages a server does not send
+    }
+  }
+
+  /** A room syncs entities of a schema struct: its fields from the entityFields option,
+   * or from a schema module whose struct codec lists them. */
+  #syncEntities(room, info) {
+    const name = info.struct_name;
+    const fields = this.entityFields[name] ?? this.schemas.map((m) => m.TYPES?.[name]).find((t) => t?.fields);
+    if (fields === undefined) {
+      this.#reportError(
+        new TypeError(`room ${room.id} syncs entities of struct '${name}': give its fields in the entityFields option`),
+        "EntitySyncInfo",
+      );
+      return;
+    }
+    try {
+      room._syncEntities(SyncLayout.fromInfo(fields, info));
+    } catch (err) {
+      this.#reportError(err, "EntitySyncInfo");
     }
   }
 
