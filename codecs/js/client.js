@@ -627,7 +627,6 @@ export class Client extends Emitter {
     this._pending = new Map(); // cid -> {resolve, reject, reply, timer}
     this._cid = 0;
     this._out = [];
-    this._outSize = 0;
     this._flushScheduled = false;
     this._flush = this._flush.bind(this);
     this._running = false; // connect() was called and close() was not
@@ -781,7 +780,6 @@ export class Client extends Emitter {
     this.closeCode = localCode;
     this.closeReason = localReason ?? "";
     this._out = [];
-    this._outSize = 0;
     this._byId.clear();
     this._ctx.channelTypes.clear();
     this._byHandle.clear();
@@ -904,7 +902,6 @@ export class Client extends Emitter {
       );
     }
     this._out.push(bytes);
-    this._outSize += bytes.length;
     if (!this._flushScheduled) {
       this._flushScheduled = true;
       queueMicrotask(this._flush);
@@ -916,7 +913,6 @@ export class Client extends Emitter {
     this._flushScheduled = false;
     const parts = this._out;
     this._out = [];
-    this._outSize = 0;
     const ws = this._ws;
     if (ws === null || this.state !== "open" || parts.length === 0) return;
     if (parts.length === 1) {

@@ -349,7 +349,7 @@ test("the server serves the client at /tickwire.js and /tickwire/", T, async () 
   assert.equal(entry.status, 200);
   assert.match(entry.headers.get("content-type"), /javascript/);
   assert.equal(await entry.text(), 'export * from "./tickwire/client.js";\n');
-  for (const path of ["client.js", "interpolation.js", "packed.js", "generated/protocol.js"]) {
+  for (const path of ["client.js", "interpolation.js", "entities.js", "packed.js", "generated/protocol.js"]) {
     const res = await fetch(`${server.http}/tickwire/${path}`);
     assert.equal(res.status, 200, path);
     assert.equal(await res.text(), await readFile(join(ROOT, "codecs", "js", path), "utf8"));
