@@ -49,7 +49,13 @@ export declare const CloseCode: Readonly<{
 export declare function reconnectAllowed(code: number | null | undefined): boolean;
 
 /** min * 2**attempt, capped at max, shortened by up to `jitter` of itself (r in [0, 1)). */
-export declare function reconnectDelay(attempt: number, minBackoff: number, maxBackoff: number, jitter: number, r: number): number;
+export declare function reconnectDelay(
+  attempt: number,
+  minBackoff: number,
+  maxBackoff: number,
+  jitter: number,
+  r: number,
+): number;
 
 /** A request's failure: the server's Error (remote), or the client's own (a timeout). */
 export declare class TickwireError extends Error {

@@ -955,7 +955,8 @@ export class Client extends Emitter {
       this.#drop(ws, CloseCode.MALFORMED, "text frame from a Tickwire server");
       return;
     }
-    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const bytes =
+      data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     this.framesReceived++;
     this.bytesReceived += bytes.length;
     if (this.onFrame !== null) this.onFrame(bytes);
@@ -988,9 +989,9 @@ export class Client extends Emitter {
         this.#message(ws, msg, room);
       }
     } catch (err) {
-      const unknown = err instanceof UnknownType;
       this.#reportError(err, "frame");
-      this.#drop(ws, unknown ? CloseCode.UNKNOWN_TYPE : CloseCode.MALFORMED, unknown ? "unknown message type from server" : "malformed frame from server");
+      if (err instanceof UnknownType) this.#drop(ws, CloseCode.UNKNOWN_TYPE, "unknown message type from server");
+      else this.#drop(ws, CloseCode.MALFORMED, "malformed frame from server");
     } finally {
       if (room !== null) (ticked ??= []).push(room);
       if (ticked !== null) for (const t of ticked) t._sectionEnd();

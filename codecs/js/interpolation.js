@@ -60,7 +60,8 @@ export class SnapshotBuffer {
     this.maxExtrapolation = o.maxExtrapolation;
     this.angles = new Map();
     if (o.angles != null) {
-      const pairs = typeof o.angles[Symbol.iterator] === "function" ? [...o.angles].map((n) => [n, TWO_PI]) : Object.entries(o.angles);
+      const named = typeof o.angles[Symbol.iterator] === "function";
+      const pairs = named ? [...o.angles].map((n) => [n, TWO_PI]) : Object.entries(o.angles);
       for (const [name, period] of pairs) this.angles.set(name, period);
     }
     this.snapshots = []; // [{time, entities: Map}], oldest first

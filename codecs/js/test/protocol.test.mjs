@@ -159,7 +159,8 @@ test("round-trip time and clock offsets from the Tick echo, with an injected clo
 });
 
 test("a silent server is dropped with 4000 after its ping timeout, and the client comes back", T, async () => {
-  const server = await new FakeServer(codebook, welcoming(() => {}, { ping_interval_ms: 100, ping_timeout_ms: 200 })).start(servers);
+  const script = welcoming(() => {}, { ping_interval_ms: 100, ping_timeout_ms: 200 });
+  const server = await new FakeServer(codebook, script).start(servers);
   const c = client(server);
   await c.connect();
   await eventually(() => c.connects === 2, { what: "a reconnection" });
