@@ -204,6 +204,20 @@ class _Gen:
         self.emit(f"const S_{s.name} = {{")
         self.emit(f'name: "{s.name}",', 1)
         self.emit(f"size: {s.size},", 1)
+        # The fields with their wire widths: what entity sync (entities.js) reads records by.
+        specs = []
+        for f in s.fields:
+            if f.type.kind == "struct":
+                kind = "struct"
+            elif f.quant is not None:
+                kind = "quant"
+            else:
+                sc = f.type.scalar
+                assert sc is not None
+                kind = "bool" if sc.name == "bool" else "float" if sc.is_float else "int" if sc.signed else "uint"
+            quant = f", quant: {self.qname(s.name, f)}" if f.quant is not None else ""
+            specs.append(f'{{ name: "{f.name}", kind: "{kind}", width: {f.width}{quant} }}')
+        self.emit(f"fields: [{', '.join(specs)}],", 1)
         # one value
         self.emit("decodeOne(r) {", 1)
         self.emit(f'const p = r.take({s.size}, "{s.name}");', 2)

@@ -40,6 +40,7 @@ export const Wide = Object.freeze({ Small: 1n, Huge: 18446744073709551615n });
 const S_Vec2 = {
   name: "Vec2",
   size: 8,
+  fields: [{ name: "x", kind: "float", width: 32 }, { name: "y", kind: "float", width: 32 }],
   decodeOne(r) {
     const p = r.take(8, "Vec2");
     const dv = r.view;
@@ -97,6 +98,7 @@ const S_Vec2 = {
 const S_Scalars = {
   name: "Scalars",
   size: 43,
+  fields: [{ name: "b", kind: "bool", width: 8 }, { name: "i8", kind: "int", width: 8 }, { name: "u8", kind: "uint", width: 8 }, { name: "i16", kind: "int", width: 16 }, { name: "u16", kind: "uint", width: 16 }, { name: "i32", kind: "int", width: 32 }, { name: "u32", kind: "uint", width: 32 }, { name: "i64", kind: "int", width: 64 }, { name: "u64", kind: "uint", width: 64 }, { name: "f32", kind: "float", width: 32 }, { name: "f64", kind: "float", width: 64 }],
   decodeOne(r) {
     const p = r.take(43, "Scalars");
     const dv = r.view;
@@ -230,6 +232,7 @@ const S_Scalars = {
 const S_Placed = {
   name: "Placed",
   size: 11,
+  fields: [{ name: "pos", kind: "struct", width: 64 }, { name: "team", kind: "uint", width: 8 }, { name: "heading", kind: "quant", width: 16, quant: Q_Placed_heading }],
   decodeOne(r) {
     const p = r.take(11, "Placed");
     const dv = r.view;
@@ -303,6 +306,7 @@ const S_Placed = {
 const S_Packed = {
   name: "Packed",
   size: 5,
+  fields: [{ name: "id", kind: "uint", width: 12 }, { name: "x", kind: "quant", width: 11, quant: Q_Packed_x }, { name: "y", kind: "quant", width: 11, quant: Q_Packed_y }, { name: "neg", kind: "int", width: 3 }, { name: "on", kind: "bool", width: 1 }, { name: "mood", kind: "int", width: 2 }],
   decodeOne(r) {
     const p = r.take(5, "Packed");
     const b = r.buf;
@@ -430,6 +434,7 @@ const S_Packed = {
 const S_Straddle = {
   name: "Straddle",
   size: 8,
+  fields: [{ name: "a", kind: "uint", width: 30 }, { name: "b", kind: "int", width: 20 }, { name: "c", kind: "uint", width: 14 }],
   decodeOne(r) {
     const p = r.take(8, "Straddle");
     const b = r.buf;
@@ -523,6 +528,7 @@ const S_Straddle = {
 const S_Bit = {
   name: "Bit",
   size: 1,
+  fields: [{ name: "set", kind: "bool", width: 1 }],
   decodeOne(r) {
     const p = r.take(1, "Bit");
     const b = r.buf;
