@@ -39,7 +39,25 @@ from .errors import Forbidden, LimitExceeded
 from .limits import TokenBucket
 from .packed import Codebook
 
-__all__ = ["Room", "Player", "RoomRunner", "SendTick", "PlayerSection", "TickStats"]
+__all__ = ["Room", "World", "Player", "RoomRunner", "SendTick", "PlayerSection", "TickStats"]
+
+
+@dataclass(frozen=True)
+class World:
+    """A room's entities and who sees them (engine/entities.py, engine/interest.py).
+
+    `entity` is a schema struct (its quantised `x` and `y` place it on the grid); the room
+    gets `self.entities`, an EntityTable of `capacity` rows, and each player sees the
+    cells within `view_radius` of its view, which follows its own entity (`room.follow`).
+    """
+
+    entity: Any
+    capacity: int
+    cell_size: float
+    view_radius: int = 1
+    hysteresis: float = 0.25
+    spawn_budget: int = 256
+    position: tuple[str, str] = ("x", "y")
 
 
 class Player:
@@ -64,6 +82,7 @@ class Player:
         "outbox",
         "inputs_dropped",
         "needs_state",
+        "view",
     )
 
     def __init__(self, player_id: int, name: str, options: Any, now: float, rate: float, burst: float):
@@ -85,6 +104,7 @@ class Player:
         self.outbox: list[bytes] = []  # encoded messages for this player only
         self.inputs_dropped = 0
         self.needs_state = True  # a newcomer gets the room state in its first section
+        self.view = -1  # its client slot in the room's interest grid, if the room has a world
 
     def __repr__(self) -> str:
         return f"Player({self.id}, {self.name!r}{'' if self.connected else ', dropped'})"
@@ -107,6 +127,7 @@ class Room:
     input_type: type | None = None  # a schema message; None accepts any payload
     state_type: type | None = None  # a schema message holding the room's state, or None
     on_owner_lost: str = "close"  # or "recreate": what happens when its process dies
+    world: World | None = None  # entities synced by interest management
     auto_dispose: bool = True  # dispose when the last player leaves
     drain_timeout: float = 30.0  # how long a rolling restart lets an unmovable room run
 
@@ -118,6 +139,7 @@ class Room:
         self.locked = False
         self.private = False
         self.state: Any = None
+        self.entities: Any = None  # an EntityTable, when the room has a world
         self.tick = 0
         self.time = 0.0  # room time in seconds (since creation)
         self._runner: RoomRunner | None = None
@@ -156,6 +178,18 @@ class Room:
     def send_near(self, x: float, y: float, data: Any) -> None:
         """A message to the players who can see the point (x, y) (needs interest management)."""
         self._r().near(x, y, data)
+
+    def follow(self, player: Player, entity: int | None) -> None:
+        """The player's view follows this entity (its avatar) as it moves."""
+        self._r().interest_of().follow(player.view, entity)
+
+    def move_view(self, player: Player, x: float, y: float) -> None:
+        """Put the player's view at (x, y) (a spectator, or a player without an entity)."""
+        self._r().interest_of().move_view(player.view, x, y)
+
+    def players_near(self, x: float, y: float) -> list[Player]:
+        """The players who can see the point (x, y)."""
+        return self._r().players_seeing(x, y)
 
     def lock(self) -> None:
         self.locked = True
@@ -251,8 +285,62 @@ class RoomRunner:
         self.next_player_id = 1
         self.free_ids: list[int] = []
         self.disposed = False
-        self.near: Callable[[float, float, Any], None] = self._no_interest
         self.on_removed: Callable[[Player, str], None] = lambda player, reason: None
+        self.interest: Any = None
+        self.sync_info: bytes | None = None
+        self.views: dict[int, Player] = {}  # interest client slot -> player
+        if room.world is not None:
+            self._make_world(room.world)
+
+    def _make_world(self, world: World) -> None:
+        from .entities import EntityTable
+        from .interest import Interest
+
+        self.room.entities = EntityTable(world.entity, world.capacity)
+        self.interest = Interest(
+            self.room.entities,
+            cell_size=world.cell_size,
+            view_radius=world.view_radius,
+            hysteresis=world.hysteresis,
+            spawn_budget=world.spawn_budget,
+            max_clients=max(1, self.room.max_players),
+            position=world.position,
+            type_id=P.EntitySync.TYPE_ID,
+        )
+
+    def interest_of(self) -> Any:
+        if self.interest is None:
+            raise RuntimeError("this room has no world: give its class `world = World(...)`")
+        return self.interest
+
+    def players_seeing(self, x: float, y: float) -> list[Player]:
+        slots = self.interest_of().clients_seeing(x, y)
+        return [p for c in slots.tolist() if (p := self.views.get(int(c))) is not None and p.connected]
+
+    def near(self, x: float, y: float, data: Any) -> None:
+        encoded = self.encode(data)
+        for player in self.players_seeing(x, y):
+            player.outbox.append(encoded)
+
+    def _seat_view(self, player: Player) -> None:
+        if self.interest is not None and player.view < 0:
+            player.view = self.interest.add_client()
+            self.views[player.view] = player
+
+    def _unseat_view(self, player: Player) -> None:
+        if self.interest is not None and player.view >= 0:
+            self.views.pop(player.view, None)
+            self.interest.remove_client(player.view)
+            player.view = -1
+
+    def backlog(self, player: Player, paused: bool) -> None:
+        """Its connection's send buffer is over (or back under) its high-water mark."""
+        if self.interest is None or player.view < 0:
+            return
+        if paused:
+            self.interest.pause(player.view)
+        elif self.interest.paused(player.view):
+            self.interest.resume(player.view)  # fresh snapshots of its whole view
 
     # -- seats -------------------------------------------------------------------------------
     @property
@@ -298,10 +386,12 @@ class RoomRunner:
             self._check_open()
         pid = self.free_ids.pop() if self.free_ids else self._new_id()
         player = Player(pid, name, options, now, room.max_inputs_per_second, room.input_burst)
+        self._seat_view(player)  # before on_join, which may point the view at an avatar
         try:
             room.on_join(player, options)
         except Exception:
             self.free_ids.append(pid)
+            self._unseat_view(player)
             raise
         room.players[pid] = player
         return player
@@ -322,6 +412,7 @@ class RoomRunner:
                 player.dropped_at = None
                 player.outbox.clear()
                 player.needs_state = True
+                self.backlog(player, False)  # its new connection starts with fresh snapshots
                 return player
         raise Forbidden("the seat is gone (rejoin grace period over)")
 
@@ -331,6 +422,7 @@ class RoomRunner:
             player.connected = False
             player.dropped_at = now
             player.inputs.clear()
+            self.backlog(player, True)
             if self.room.reconnect_grace <= 0:
                 self.remove(player, consented=False, reason="connection dropped")
 
@@ -339,6 +431,7 @@ class RoomRunner:
         if room.players.pop(player.id, None) is None:
             return
         self.free_ids.append(player.id)
+        self._unseat_view(player)
         try:
             room.on_leave(player, consented)
         finally:
@@ -384,9 +477,6 @@ class RoomRunner:
             for p in self.room.players.values():
                 if p is not exclude and p.connected:
                     p.outbox.append(encoded)
-
-    def _no_interest(self, x: float, y: float, data: Any) -> None:
-        raise RuntimeError("send_near needs interest management: give the room a world grid")
 
     # -- time ----------------------------------------------------------------------------------
     def next_wakeup(self) -> float:
@@ -437,9 +527,14 @@ class RoomRunner:
         state = self._state_part()
         shared = state + self.shared
         self.shared = []
+        common = len(shared)  # every player gets these
+        sync = self.interest.tick() if self.interest is not None else None
+        if sync is not None:
+            shared += sync.shared  # entity messages shared by players with the same view
         time_ms = int((now - self.created) * 1000)
         sections = []
-        total = sum(len(s) for s in shared)
+        common_size = sum(len(s) for s in shared[:common])
+        total = 0  # bytes of every player's section, as sent
         for player in room.players.values():
             if not player.connected:
                 continue
@@ -454,15 +549,40 @@ class RoomRunner:
                 )
             )
             private, player.outbox = player.outbox, []
+            first: list[bytes] = []
             if player.needs_state:
                 player.needs_state = False
+                if self.interest is not None:
+                    first.append(self._sync_info(player.handle))
                 if not state and self.last_state is not None:
-                    private.insert(0, self.last_state)  # unchanged state: newcomers need it too
-            sections.append(PlayerSection(player.id, player.worker, player.socket_id, header, None, private))
-            total += len(header) + sum(len(p) for p in private)
+                    first.append(self.last_state)  # unchanged state: newcomers need it too
+            indices: list[int] | None = None
+            if sync is not None and player.view >= 0:
+                k = int(sync.shared_of[player.view])
+                if k >= 0:
+                    indices = [*range(common), common + k]
+                else:
+                    indices = list(range(common))
+                    first.extend(sync.messages[player.view])
+            elif sync is not None:
+                indices = list(range(common))
+            private = first + private
+            sections.append(PlayerSection(player.id, player.worker, player.socket_id, header, indices, private))
+            total += len(header) + common_size + sum(len(p) for p in private)
+            if indices is not None and len(indices) > common:
+                total += len(shared[indices[-1]])
         self.stats.sends += 1
         self.stats.bytes_sent += total
         return SendTick(room.id, room.tick, shared, sections)
+
+    def _sync_info(self, handle: int) -> bytes:
+        info = self.interest.layout.info()
+        return self.codebook.encode(
+            P.EntitySyncInfo(
+                handle, info["struct_name"], info["id_bits"], info["x_field"], info["y_field"],
+                info["cell_steps_x"], info["cell_steps_y"], info["columns"], info["rows"],
+            )
+        )
 
     def _state_part(self) -> list[bytes]:
         """The room state, when it changed since the last send tick (compared encoded)."""

@@ -137,17 +137,28 @@ class RoomService:
         for worker, sections in out.by_worker().items():
             if worker == self.name:
                 self.deliver(out.shared, [(s.socket_id, s.header, s.shared, s.private) for s in sections])
-            else:
-                batch = C.RoomBatch(
-                    out.room_id,
-                    out.tick,
-                    [C.Segment(s) for s in out.shared],
-                    [
-                        C.Section(s.socket_id, s.header, s.shared is None, s.shared or [], [C.Segment(p) for p in s.private])
-                        for s in sections
-                    ],
-                )
-                self.worker.bus.publish(INBOX + worker, CLUSTER.payload(batch))
+                continue
+            # Each worker gets the shared segments its players use, once, re-indexed.
+            used = sorted({i for s in sections if s.shared is not None for i in s.shared})
+            if any(s.shared is None for s in sections):
+                used = list(range(len(out.shared)))
+            where = {old: new for new, old in enumerate(used)}
+            batch = C.RoomBatch(
+                out.room_id,
+                out.tick,
+                [C.Segment(out.shared[i]) for i in used],
+                [
+                    C.Section(
+                        s.socket_id,
+                        s.header,
+                        s.shared is None,
+                        [where[i] for i in s.shared] if s.shared is not None else [],
+                        [C.Segment(p) for p in s.private],
+                    )
+                    for s in sections
+                ],
+            )
+            self.worker.bus.publish(INBOX + worker, CLUSTER.payload(batch))
 
     def dispose(self, room_id: str, code: int = 0, reason: str = "the room closed") -> None:
         runner = self.hosted.pop(room_id, None)
@@ -238,6 +249,20 @@ class RoomService:
                 runner.stats.inputs_dropped += 1
                 return
         runner.input(player, seq, data, self.loop.time())
+
+    def owner_backlog(self, room_id: str, player_id: int, paused: bool) -> None:
+        runner = self.hosted.get(room_id)
+        if runner is not None and player_id in runner.room.players:
+            runner.backlog(runner.room.players[player_id], paused)
+
+    def backlog(self, sock: "Socket", paused: bool) -> None:
+        """A socket's send buffer crossed its high-water mark: its rooms' owners pause (or
+        resume, with fresh snapshots) its entity updates."""
+        for seat in (sock.rooms or {}).values():
+            if seat.owner == self.name:
+                self.owner_backlog(seat.room_id, seat.player, paused)
+            else:
+                self.worker.bus.publish(INBOX + seat.owner, CLUSTER.payload(C.RoomBacklog(seat.room_id, seat.player, paused)))
 
     def reserve(self, room_id: str, name: str) -> str:
         """Server code: hold a seat in a room hosted here; the token the client joins with."""
@@ -530,7 +555,7 @@ class RoomService:
             case C.RoomGone():
                 self.seats_gone(msg.room_id, list(msg.players), msg.code, msg.reason)
             case C.RoomBacklog():
-                pass
+                self.owner_backlog(msg.room_id, msg.player, msg.paused)
 
     def stop(self) -> None:
         for room_id in list(self.hosted):

@@ -181,6 +181,8 @@ class Socket:
     def on_backlog(self, backlogged: bool) -> None:
         self.backlogged = backlogged
         self.session.set_backlogged(backlogged, self.worker.loop.time())
+        if self.rooms:
+            self.worker.rooms.backlog(self, backlogged)
 
     def __repr__(self) -> str:
         return f"Socket({self.id!r}, token={'yes' if self.token else 'no'})"

@@ -34,6 +34,7 @@ class FakeClient:
         self.messages: list[Any] = []
         self.seq = 0
         self.applied_seq = 0
+        self.world: Any = None  # a ClientWorld, once the room told it how to read entities
 
     @property
     def id(self) -> int:
@@ -55,6 +56,10 @@ class FakeClient:
         self.player = self.kit.runner.rejoin(self.player.rejoin_token, self.kit.now)
         return self
 
+    def backlog(self, paused: bool) -> None:
+        """Its send buffer went over (True) or back under (False) the high-water mark."""
+        self.kit.runner.backlog(self.player, paused)
+
     def _receive(self, parts: list[bytes]) -> None:
         cb = self.kit.codebook
         msgs = cb.decode_frame(b"".join(parts), cb.context(max_string=1 << 20))
@@ -67,6 +72,15 @@ class FakeClient:
                     self.state = cb.payload_value(msg.data)
                 case P.RoomMessage():
                     self.messages.append(cb.payload_value(msg.data))
+                case P.EntitySyncInfo():
+                    from .interest import ClientWorld, SyncLayout
+
+                    info = {k: getattr(msg, k) for k in msg.__slots__}
+                    self.world = ClientWorld(SyncLayout.from_info(self.kit.room.world.entity, info))
+                case P.EntitySync():
+                    from .interest import apply_entity_sync
+
+                    apply_entity_sync(self.world, msg.data)
 
     def __repr__(self) -> str:
         return f"FakeClient({self.player!r}, frames={len(self.frames)})"

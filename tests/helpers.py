@@ -145,3 +145,17 @@ class ServerProcess:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def schema_module(text: str, name: str = "inline") -> Any:
+    """A schema's generated Python module, compiled from text (no files written)."""
+    import types
+
+    from engine.schema.gen_python import generate_python
+    from engine.schema.model import build
+    from engine.schema.parse import parse
+
+    model = build([parse(text, f"{name}.fbs")], name, f"{name}.fbs")
+    module = types.ModuleType(f"{name}_schema")
+    exec(compile(generate_python(model), module.__name__, "exec"), module.__dict__)
+    return module
