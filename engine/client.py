@@ -554,6 +554,8 @@ class Client:
         if new:
             try:
                 await self._subscribe_all(new, wait=True, timeout=timeout)
+            except RemoteError:
+                raise  # the refused channels are dropped; the accepted ones stay subscribed
             except BaseException:
                 for sub in new:
                     self.subscriptions.pop(sub.name, None)

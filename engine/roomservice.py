@@ -287,6 +287,8 @@ class RoomService:
                 player.dropped_at = None
             room.players[player.id] = player
         runner.next_player_id = state.get("next_player_id", 1)
+        runner.created = now - float(state.get("time", 0.0))
+        room.tick = int(state.get("tick", 0))
 
     def snapshot(self, room_id: str) -> tuple[dict[str, Any], Any] | None:
         """What moves a room to another process (None when the room cannot move)."""
@@ -304,7 +306,14 @@ class RoomService:
             }
             for p in runner.room.players.values()
         ]
-        return {"players": players, "next_player_id": runner.next_player_id, "from": self.name}, data
+        state = {
+            "players": players,
+            "next_player_id": runner.next_player_id,
+            "from": self.name,
+            "time": self.loop.time() - runner.created,  # room time and tick go on where they were
+            "tick": runner.room.tick,
+        }
+        return state, data
 
     async def move_all(self) -> int:
         """A rolling restart: move every room that can serialise itself to another process."""

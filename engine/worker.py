@@ -633,6 +633,8 @@ class Worker:
                 auth_error,
             )
         )
+        if auth_error:
+            sock.send(P.RemoveToken())  # the client drops a token that will never work
         self.stats.handshakes += 1
         for fn in self.app.on_connect:
             self._run_hook(fn, sock)
