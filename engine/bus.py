@@ -77,7 +77,7 @@ class LocalHub:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.subscribers: dict[str, list["LocalBus"]] = {}
         self.handlers: dict[str, RequestHandler] = {}
-        self.counts: dict[str, dict["LocalBus", int]] = {}  # channel -> endpoint -> count
+        self.endpoints: list["LocalBus"] = []
         self.kv = KVStore()
         self.clock = clock
 
@@ -88,8 +88,12 @@ class LocalHub:
 class LocalBus:
     def __init__(self, hub: LocalHub | None = None):
         self.hub = hub or LocalHub()
+        self.hub.endpoints.append(self)
         self.deliver: Deliver | None = None
         self.channels: set[str] = set()
+        # This endpoint's local subscriber counts. Kept here and summed when asked, because
+        # set_count runs on every subscribe and presence() is rare.
+        self.counts: dict[str, int] = {}
 
     def attach(self, deliver: Deliver) -> None:
         self.deliver = deliver
@@ -128,16 +132,13 @@ class LocalBus:
         return result  # type: ignore[return-value]
 
     def set_count(self, channel: str, count: int) -> None:
-        counts = self.hub.counts.setdefault(channel, {})
         if count > 0:
-            counts[self] = count
+            self.counts[channel] = count
         else:
-            counts.pop(self, None)
-            if not counts:
-                del self.hub.counts[channel]
+            self.counts.pop(channel, None)
 
     async def presence(self, channel: str) -> int:
-        return sum(self.hub.counts.get(channel, {}).values())
+        return sum(b.counts.get(channel, 0) for b in self.hub.endpoints)
 
     async def kv_get(self, key: str) -> bytes | None:
         return self.hub.kv.get(key, self.hub.clock())
@@ -154,5 +155,6 @@ class LocalBus:
     async def close(self) -> None:
         for channel in list(self.channels):
             self.unsubscribe(channel)
-        for channel in [c for c, counts in self.hub.counts.items() if self in counts]:
-            self.set_count(channel, 0)
+        self.counts.clear()
+        if self in self.hub.endpoints:
+            self.hub.endpoints.remove(self)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING, Any, Callable
 
+from ._generated import protocol as P
 from .bus import Bus
 from .errors import LimitExceeded
 from .metrics import Metrics
@@ -26,20 +27,26 @@ __all__ = ["Channel", "ChannelTable"]
 
 
 class Channel:
-    __slots__ = ("name", "id", "type_id", "groups", "prefixes", "count")
+    # Channels come and go by the thousand per second (SocketCluster's churn benchmark):
+    # a new one allocates only what every channel needs; prefixes wait for a delivery.
+    __slots__ = ("name", "id", "type_id", "groups", "prefixes", "count", "info")
 
     def __init__(self, name: str, channel_id: int, type_id: int):
         self.name = name
         self.id = channel_id
         self.type_id = type_id
+        self.info = P.ChannelInfo(name, channel_id, type_id, 0, "")  # what Subscribed says of it
         self.groups: dict[Codec, set[Socket]] = {}  # subscribers by codec
-        self.prefixes: dict[Codec, bytes] = {}
+        self.prefixes: dict[Codec, bytes] | None = None
         self.count = 0
 
     def prefix(self, codec: "Codec") -> bytes:
-        p = self.prefixes.get(codec)
+        prefixes = self.prefixes
+        if prefixes is None:
+            prefixes = self.prefixes = {}
+        p = prefixes.get(codec)
         if p is None:
-            p = self.prefixes[codec] = codec.channel_prefix(self.id, self.name)
+            p = prefixes[codec] = codec.channel_prefix(self.id, self.name)
         return p
 
     def __repr__(self) -> str:

@@ -328,7 +328,11 @@ def r_bool(buf: bytes, pos: int) -> tuple[bool, int]:
 
 def r_count(buf: bytes, pos: int, maxlen: int, min_elem_size: int) -> tuple[int, int]:
     """A vector's element count, checked against the limit and the bytes that are left."""
-    n, pos = r_uvarint(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = r_uvarint(buf, pos)
     if n > maxlen:
         raise DecodeError(f"vector of {n} elements is over the limit of {maxlen}")
     if n * min_elem_size > len(buf) - pos:

@@ -37,7 +37,7 @@ from .errors import BadRequest, ErrorCode, NotFound, TickwireError, Timeout, Una
 from .limits import Limits, TokenBucket
 from .metrics import Metrics, prometheus_text, room_metrics_text
 from .middleware import HandshakeRequest, InboundRequest, PublishIn, SubscribeRequest
-from .packed import Codebook, DecodeError, EncodeError, Payload
+from .packed import NO_PAYLOAD, Codebook, DecodeError, EncodeError, Payload
 from .roomservice import RoomService
 from .sccodec import ScCodec
 from .session import Session
@@ -117,6 +117,7 @@ class Worker:
             directory = LocalDirectory()
         self.directory = directory
         self.rooms = RoomService(self, directory)
+        self.routes = self._routes()
         if isinstance(directory, LocalDirectory):
             directory.attach(self.node, self._host_for_directory)
         self._install_publish_out()
@@ -499,36 +500,36 @@ class Worker:
         if step is not None:
             await step
 
+    def _routes(self) -> dict[type, Callable[[Socket, Any], Awaitable[None] | None]]:
+        """Every message a client may send, and its handler: the one place that dispatches.
+
+        A table rather than a `match`: on the churn benchmark the match's class tests
+        cost 4 % of the server's time (measured with py-spy)."""
+        return {
+            P.Publish: self._publish,
+            P.Call: self._call,
+            P.Emit: self._emit,
+            P.Subscribe: self._subscribe,
+            P.Unsubscribe: self._unsubscribe,
+            P.Input: self.rooms.input,
+            P.Handshake: self._handshake,
+            P.Authenticate: self._authenticate,
+            P.Deauthenticate: self._deauthenticate,
+            P.JoinRoom: lambda sock, msg: self._room_request(sock, msg, self.rooms.join(sock, msg)),
+            P.LeaveRoom: lambda sock, msg: self._room_request(sock, msg, self.rooms.leave(sock, msg)),
+            P.ListRooms: lambda sock, msg: self._room_request(sock, msg, self._list_rooms(sock, msg)),
+        }
+
     def _route(self, sock: Socket, msg: Any) -> Awaitable[None] | None:
-        match msg:
-            case P.Publish():
-                return self._publish(sock, msg)
-            case P.Call():
-                return self._call(sock, msg)
-            case P.Emit():
-                return self._emit(sock, msg)
-            case P.Subscribe():
-                return self._subscribe(sock, msg)
-            case P.Unsubscribe():
-                return self._unsubscribe(sock, msg)
-            case P.Handshake():
-                return self._handshake(sock, msg)
-            case P.Authenticate():
-                return self._authenticate(sock, msg)
-            case P.Deauthenticate():
-                sock.token = None
-                return None
-            case P.Input():
-                self.rooms.input(sock, msg)
-                return None
-            case P.JoinRoom():
-                return self._room_request(sock, msg, self.rooms.join(sock, msg))
-            case P.LeaveRoom():
-                return self._room_request(sock, msg, self.rooms.leave(sock, msg))
-            case P.ListRooms():
-                return self._room_request(sock, msg, self._list_rooms(sock, msg))
-        log.warning("no route for %s", type(msg).__name__)
-        return None
+        handler = self.routes.get(type(msg))
+        if handler is None:
+            log.warning("no route for %s", type(msg).__name__)
+            return None
+        return handler(sock, msg)
+
+    @staticmethod
+    def _deauthenticate(sock: Socket, msg: Any) -> None:
+        sock.token = None
 
     async def _room_request(self, sock: Socket, msg: Any, step: Awaitable[None]) -> None:
         try:
@@ -718,7 +719,8 @@ class Worker:
         return record.TYPE_ID
 
     def _check_name(self, name: str) -> None:
-        if not name or len(name.encode()) > self.limits.max_channel_name_length:
+        size = len(name) if name.isascii() else len(name.encode())
+        if not size or size > self.limits.max_channel_name_length:
             self.stats.limit_errors += 1
             raise BadRequest("channel name is empty or longer than max_channel_name_length")
         if name[0] == "$":
@@ -732,11 +734,13 @@ class Worker:
         for name in msg.channels:
             try:
                 self._check_name(name)
-                req = SubscribeRequest(sock, name)
                 if chain:
+                    req = SubscribeRequest(sock, name)
                     chain.run(req)
-                ch = self.channels.subscribe(sock, req.channel)
-                infos.append(P.ChannelInfo(name, ch.id, ch.type_id, 0, ""))
+                    ch = self.channels.subscribe(sock, req.channel)
+                    infos.append(P.ChannelInfo(name, ch.id, ch.type_id, 0, ""))
+                else:
+                    infos.append(self.channels.subscribe(sock, name).info)
             except Exception as exc:
                 infos.append(self._refused_channel(name, exc))
         sock.send(P.Subscribed(msg.cid, infos))
@@ -766,13 +770,14 @@ class Worker:
 
     def _unsubscribe(self, sock: Socket, msg: Any) -> None:
         unknown = []
-        for channel in msg.channels:
+        channels = msg.channels
+        for channel in channels.tolist() if hasattr(channels, "tolist") else channels:
             if type(channel) is str:  # by name: JSON clients (SocketCluster's) know no ids
                 ch = self.channels.by_name.get(channel)
                 if ch is not None and not (sock.channels and sock.channels.get(ch.id) is ch):
                     ch = None
             else:
-                ch = sock.channels.get(int(channel)) if sock.channels else None
+                ch = sock.channels.get(channel) if sock.channels else None
             if ch is None:
                 unknown.append(channel)
             else:
@@ -780,7 +785,7 @@ class Worker:
         if unknown:
             sock.send(P.Error(msg.cid, ErrorCode.BAD_REQUEST, f"not subscribed to channel {unknown[0]!r}"))
         elif msg.cid:
-            sock.send(P.Result(msg.cid, None))
+            sock.send(P.Result(msg.cid, NO_PAYLOAD))
 
     def _publish(self, sock: Socket, msg: Any) -> Awaitable[None] | None:
         try:

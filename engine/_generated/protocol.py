@@ -19,6 +19,7 @@ _r_s = _p.r_string
 _w_s = _p.w_string
 _F32 = _p.F32.unpack_from
 _F64 = _p.F64.unpack_from
+_DT_uint32 = _p.scalar_dtype("uint32")
 
 
 class Handshake(_p.Record):
@@ -585,7 +586,8 @@ def _enc_Subscribe(out, m):
             raise _EE(f"Subscribe.cid = {v!r} is out of range 0..4294967295")
         _w_uv(out, v)
     v = m.channels
-    _w_uv(out, len(v))
+    n = len(v)
+    out.append(n) if n < 0x80 else _w_uv(out, n)
     for x in v:
         _w_s(out, x)
 
@@ -666,7 +668,8 @@ def _enc_Subscribed(out, m):
             raise _EE(f"Subscribed.cid = {v!r} is out of range 0..4294967295")
         _w_uv(out, v)
     v = m.channels
-    _w_uv(out, len(v))
+    n = len(v)
+    out.append(n) if n < 0x80 else _w_uv(out, n)
     for x in v:
         _enc_ChannelInfo(out, x)
 
@@ -695,7 +698,7 @@ def _enc_Unsubscribe(out, m):
             raise _EE(f"Unsubscribe.cid = {v!r} is out of range 0..4294967295")
         _w_uv(out, v)
     v = m.channels
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("uint32"))
+    _p.w_scalar_vector(out, v, _DT_uint32)
 
 
 def _dec_Unsubscribe(buf, pos, ctx):
@@ -705,7 +708,7 @@ def _dec_Unsubscribe(buf, pos, ctx):
         f0, pos = _r_uv(buf, pos - 1)
         if f0 > 4294967295:
             raise _DE("Unsubscribe.cid is out of range for uint32")
-    f1, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("uint32"), 1024)
+    f1, pos = _p.r_scalar_vector(buf, pos, _DT_uint32, 1024)
     return Unsubscribe(f0, f1), pos
 
 

@@ -71,6 +71,8 @@ class _Gen:
         self.emit("_w_s = _p.w_string")
         self.emit("_F32 = _p.F32.unpack_from")
         self.emit("_F64 = _p.F64.unpack_from")
+        for name in self.vector_dtypes():
+            self.emit(f'_DT_{name} = _p.scalar_dtype("{name}")')
         for d in m.decls.values():
             self.emit()
             self.emit()
@@ -109,6 +111,21 @@ class _Gen:
         self.emit()
         self.emit("__all__ = [" + ", ".join(f'"{n}"' for n in ["SCHEMA_NAME", "SCHEMA_HASH", "MESSAGES", "TYPES", *names]) + "]")
         return "\n".join(self.lines) + "\n"
+
+    def vector_dtypes(self) -> list[str]:
+        """The numpy dtypes the module's scalar vectors use, looked up once at import."""
+        names: set[str] = set()
+        for d in self.model.decls.values():
+            if not isinstance(d, Table):
+                continue
+            for f in d.live_fields:
+                e = f.type.elem
+                if f.type.kind == "vector" and e is not None and e.scalar is not None and not f.payload:
+                    if f.quant:
+                        names.add("float32" if e.scalar.bits == 32 else "float64")
+                    elif e.scalar.name != "uint8":
+                        names.add(e.scalar.name)
+        return sorted(names)
 
     # -- declarations ---------------------------------------------------------------------
     def doc(self, text: str, indent: int) -> None:
@@ -277,15 +294,17 @@ class _Gen:
                 elif e.scalar.name == "uint8":
                     self.emit(f"_p.w_bytes(out, {v})", ind)
                 else:
-                    self.emit(f'_p.w_scalar_vector(out, {v}, _p.scalar_dtype("{e.scalar.name}"))', ind)
+                    self.emit(f"_p.w_scalar_vector(out, {v}, _DT_{e.scalar.name})", ind)
             elif e.kind == "struct":
                 self.emit(f"_p.w_struct_vector(out, {v}, _L_{e.ref})", ind)
             elif e.kind == "string":
-                self.emit(f"_w_uv(out, len({v}))", ind)
+                self.emit(f"n = len({v})", ind)
+                self.emit("out.append(n) if n < 0x80 else _w_uv(out, n)", ind)
                 self.emit(f"for x in {v}:", ind)
                 self.emit("_w_s(out, x)", ind + 1)
             else:
-                self.emit(f"_w_uv(out, len({v}))", ind)
+                self.emit(f"n = len({v})", ind)
+                self.emit("out.append(n) if n < 0x80 else _w_uv(out, n)", ind)
                 self.emit(f"for x in {v}:", ind)
                 self.emit(f"_enc_{e.ref}(out, x)", ind + 1)
         else:
@@ -389,13 +408,13 @@ class _Gen:
                 if f.quant:
                     dt = "float32" if e.scalar.bits == 32 else "float64"
                     self.emit(
-                        f'{v}, pos = _p.r_quant_vector(buf, pos, {self.qname(t.name, f)}, _p.scalar_dtype("{dt}"), {lim})',
+                        f"{v}, pos = _p.r_quant_vector(buf, pos, {self.qname(t.name, f)}, _DT_{dt}, {lim})",
                         ind,
                     )
                 elif e.scalar.name == "uint8":
                     self.emit(f"{v}, pos = _p.r_bytes(buf, pos, {lim})", ind)
                 else:
-                    self.emit(f'{v}, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("{e.scalar.name}"), {lim})', ind)
+                    self.emit(f"{v}, pos = _p.r_scalar_vector(buf, pos, _DT_{e.scalar.name}, {lim})", ind)
             elif e.kind == "struct":
                 self.emit(f"{v}, pos = _p.r_struct_vector(buf, pos, _L_{e.ref}, {lim})", ind)
             elif e.kind == "string":

@@ -19,6 +19,16 @@ _r_s = _p.r_string
 _w_s = _p.w_string
 _F32 = _p.F32.unpack_from
 _F64 = _p.F64.unpack_from
+_DT_bool = _p.scalar_dtype("bool")
+_DT_float32 = _p.scalar_dtype("float32")
+_DT_float64 = _p.scalar_dtype("float64")
+_DT_int16 = _p.scalar_dtype("int16")
+_DT_int32 = _p.scalar_dtype("int32")
+_DT_int64 = _p.scalar_dtype("int64")
+_DT_int8 = _p.scalar_dtype("int8")
+_DT_uint16 = _p.scalar_dtype("uint16")
+_DT_uint32 = _p.scalar_dtype("uint32")
+_DT_uint64 = _p.scalar_dtype("uint64")
 
 
 class Team(IntEnum):
@@ -436,7 +446,8 @@ def _enc_Node(out, m):
     v = m.label
     _w_s(out, v)
     v = m.children
-    _w_uv(out, len(v))
+    n = len(v)
+    out.append(n) if n < 0x80 else _w_uv(out, n)
     for x in v:
         _enc_Node(out, x)
     v = m.next
@@ -646,33 +657,34 @@ _Q_Vectors_qs = _p.Quant(0.0, 10.0, 10, 0.01)
 
 def _enc_Vectors(out, m):
     v = m.bools
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("bool"))
+    _p.w_scalar_vector(out, v, _DT_bool)
     v = m.i8s
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("int8"))
+    _p.w_scalar_vector(out, v, _DT_int8)
     v = m.u8s
     _p.w_bytes(out, v)
     v = m.i16s
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("int16"))
+    _p.w_scalar_vector(out, v, _DT_int16)
     v = m.u16s
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("uint16"))
+    _p.w_scalar_vector(out, v, _DT_uint16)
     v = m.i32s
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("int32"))
+    _p.w_scalar_vector(out, v, _DT_int32)
     v = m.u32s
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("uint32"))
+    _p.w_scalar_vector(out, v, _DT_uint32)
     v = m.i64s
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("int64"))
+    _p.w_scalar_vector(out, v, _DT_int64)
     v = m.u64s
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("uint64"))
+    _p.w_scalar_vector(out, v, _DT_uint64)
     v = m.f32s
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("float32"))
+    _p.w_scalar_vector(out, v, _DT_float32)
     v = m.f64s
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("float64"))
+    _p.w_scalar_vector(out, v, _DT_float64)
     v = m.qs
     _p.w_quant_vector(out, v, _Q_Vectors_qs)
     v = m.moods
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("int16"))
+    _p.w_scalar_vector(out, v, _DT_int16)
     v = m.strings
-    _w_uv(out, len(v))
+    n = len(v)
+    out.append(n) if n < 0x80 else _w_uv(out, n)
     for x in v:
         _w_s(out, x)
     v = m.scalars
@@ -686,25 +698,26 @@ def _enc_Vectors(out, m):
     v = m.bits
     _p.w_struct_vector(out, v, _L_Bit)
     v = m.leaves
-    _w_uv(out, len(v))
+    n = len(v)
+    out.append(n) if n < 0x80 else _w_uv(out, n)
     for x in v:
         _enc_Leaf(out, x)
 
 
 def _dec_Vectors(buf, pos, ctx):
-    f0, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("bool"), ctx.max_vector)
-    f1, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("int8"), ctx.max_vector)
+    f0, pos = _p.r_scalar_vector(buf, pos, _DT_bool, ctx.max_vector)
+    f1, pos = _p.r_scalar_vector(buf, pos, _DT_int8, ctx.max_vector)
     f2, pos = _p.r_bytes(buf, pos, ctx.max_vector)
-    f3, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("int16"), ctx.max_vector)
-    f4, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("uint16"), ctx.max_vector)
-    f5, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("int32"), ctx.max_vector)
-    f6, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("uint32"), 100)
-    f7, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("int64"), ctx.max_vector)
-    f8, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("uint64"), ctx.max_vector)
-    f9, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("float32"), ctx.max_vector)
-    f10, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("float64"), ctx.max_vector)
-    f11, pos = _p.r_quant_vector(buf, pos, _Q_Vectors_qs, _p.scalar_dtype("float32"), ctx.max_vector)
-    f12, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("int16"), ctx.max_vector)
+    f3, pos = _p.r_scalar_vector(buf, pos, _DT_int16, ctx.max_vector)
+    f4, pos = _p.r_scalar_vector(buf, pos, _DT_uint16, ctx.max_vector)
+    f5, pos = _p.r_scalar_vector(buf, pos, _DT_int32, ctx.max_vector)
+    f6, pos = _p.r_scalar_vector(buf, pos, _DT_uint32, 100)
+    f7, pos = _p.r_scalar_vector(buf, pos, _DT_int64, ctx.max_vector)
+    f8, pos = _p.r_scalar_vector(buf, pos, _DT_uint64, ctx.max_vector)
+    f9, pos = _p.r_scalar_vector(buf, pos, _DT_float32, ctx.max_vector)
+    f10, pos = _p.r_scalar_vector(buf, pos, _DT_float64, ctx.max_vector)
+    f11, pos = _p.r_quant_vector(buf, pos, _Q_Vectors_qs, _DT_float32, ctx.max_vector)
+    f12, pos = _p.r_scalar_vector(buf, pos, _DT_int16, ctx.max_vector)
     n, pos = _p.r_count(buf, pos, 8, 1)
     f13 = []
     for _ in range(n):
