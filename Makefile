@@ -39,11 +39,11 @@ test: system-deps setup node-deps
 	$(BIN)/python -m pytest -q
 
 schemas: setup
-	$(BIN)/tickwire schema compile schemas/protocol.fbs --out engine/_generated --lang py
+	$(BIN)/tickwire schema compile schemas/protocol.fbs schemas/cluster.fbs --out engine/_generated --lang py
 	$(BIN)/tickwire schema compile schemas/protocol.fbs --out codecs/js/generated --lang js
 
 check-schemas: setup
-	$(BIN)/tickwire schema compile schemas/protocol.fbs --out engine/_generated --lang py --check
+	$(BIN)/tickwire schema compile schemas/protocol.fbs schemas/cluster.fbs --out engine/_generated --lang py --check
 	$(BIN)/tickwire schema compile schemas/protocol.fbs --out codecs/js/generated --lang js --check
 
 bench: setup

@@ -116,3 +116,13 @@ def test_mangled_schemas_never_raise_anything_but_schema_error(tmp_path_factory,
         line = str(exc)
         assert "\n" not in line and ": error: " in line
         assert exc.pos is not None, line
+
+
+def test_the_engines_generated_files_are_fresh():
+    """What the engine imports and serves is what its schemas compile to (`make schemas`)."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    schemas = [os.path.join(root, "schemas", n) for n in ("protocol.fbs", "cluster.fbs")]
+    assert main([*schemas, "--out", os.path.join(root, "engine", "_generated"), "--lang", "py", "--check"]) == 0
+    assert main([schemas[0], "--out", os.path.join(root, "codecs", "js", "generated"), "--lang", "js", "--check"]) == 0

@@ -19,6 +19,7 @@ _r_s = _p.r_string
 _w_s = _p.w_string
 _F32 = _p.F32.unpack_from
 _F64 = _p.F64.unpack_from
+_DT_uint32 = _p.scalar_dtype("uint32")
 
 
 class Segment(_p.Record):
@@ -127,9 +128,10 @@ def _enc_Section(out, m):
     v = m.all_shared
     out.append(1 if v else 0)
     v = m.shared
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("uint32"))
+    _p.w_scalar_vector(out, v, _DT_uint32)
     v = m.private
-    _w_uv(out, len(v))
+    n = len(v)
+    out.append(n) if n < 0x80 else _w_uv(out, n)
     for x in v:
         _enc_Segment(out, x)
 
@@ -142,7 +144,7 @@ def _dec_Section(buf, pos, ctx):
     if f2 > 1:
         raise _DE("Section.all_shared: bool byte is not 0 or 1")
     f2 = f2 == 1
-    f3, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("uint32"), 1048576)
+    f3, pos = _p.r_scalar_vector(buf, pos, _DT_uint32, 1048576)
     n, pos = _p.r_count(buf, pos, 1048576, 1)
     f4 = []
     for _ in range(n):
@@ -162,11 +164,13 @@ def _enc_RoomBatch(out, m):
             raise _EE(f"RoomBatch.tick = {v!r} is out of range 0..4294967295")
         _w_uv(out, v)
     v = m.shared
-    _w_uv(out, len(v))
+    n = len(v)
+    out.append(n) if n < 0x80 else _w_uv(out, n)
     for x in v:
         _enc_Segment(out, x)
     v = m.sections
-    _w_uv(out, len(v))
+    n = len(v)
+    out.append(n) if n < 0x80 else _w_uv(out, n)
     for x in v:
         _enc_Section(out, x)
 
@@ -232,7 +236,8 @@ def _enc_RoomInputs(out, m):
     v = m.room_id
     _w_s(out, v)
     v = m.inputs
-    _w_uv(out, len(v))
+    n = len(v)
+    out.append(n) if n < 0x80 else _w_uv(out, n)
     for x in v:
         _enc_InputRecord(out, x)
 
@@ -274,7 +279,7 @@ def _enc_RoomGone(out, m):
     v = m.room_id
     _w_s(out, v)
     v = m.players
-    _p.w_scalar_vector(out, v, _p.scalar_dtype("uint32"))
+    _p.w_scalar_vector(out, v, _DT_uint32)
     v = m.code
     if 0 <= v < 0x80:
         out.append(v)
@@ -288,7 +293,7 @@ def _enc_RoomGone(out, m):
 
 def _dec_RoomGone(buf, pos, ctx):
     f0, pos = _r_s(buf, pos, ctx.max_string)
-    f1, pos = _p.r_scalar_vector(buf, pos, _p.scalar_dtype("uint32"), 1048576)
+    f1, pos = _p.r_scalar_vector(buf, pos, _DT_uint32, 1048576)
     f2 = buf[pos]
     pos += 1
     if f2 >= 0x80:
