@@ -79,6 +79,7 @@ class Connection(asyncio.Protocol):
         "opened_at",
         "closing_at",
         "fast",
+        "writable",
     )
 
     def __init__(self, host: Host, ws: ServerProtocol):
@@ -93,6 +94,9 @@ class Connection(asyncio.Protocol):
         self.opened_at = 0.0
         self.closing_at: float | None = None
         self.fast = True  # False once an extension (compression) is negotiated
+        # The WebSocket is open and frames may be written. A plain attribute, because
+        # websockets' `state` is a property and send_frame runs once per frame sent.
+        self.writable = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -125,6 +129,8 @@ class Connection(asyncio.Protocol):
             elif isinstance(event, Request):
                 self.request = event
                 self.host.request_received(self, event)
+        if self.writable and ws.state is not OPEN:
+            self.writable = False  # a close frame arrived, or the parser failed the connection
         self.write_pending()
 
     def eof_received(self) -> bool | None:
@@ -133,6 +139,7 @@ class Connection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.writable = False
         self.ws.receive_eof()
         handler = self.handler
         self.handler = None
@@ -155,6 +162,7 @@ class Connection(asyncio.Protocol):
         if response.status_code == 101:
             self.handler = handler
             self.fast = not self.ws.extensions
+            self.writable = True
         self.write_pending()
 
     def respond(self, response: Response) -> None:
@@ -170,8 +178,7 @@ class Connection(asyncio.Protocol):
 
     def send_frame(self, data: bytes, text: bool = False) -> bool:
         """Write one complete frame now; False when the connection is no longer open."""
-        ws = self.ws
-        if ws.state is not OPEN:
+        if not self.writable:
             return False
         if self.fast:
             n = len(data)
@@ -181,15 +188,16 @@ class Connection(asyncio.Protocol):
                 self.transport.writelines((frame_header(n, text), data))  # type: ignore[union-attr]
             return True
         if text:
-            ws.send_text(data)
+            self.ws.send_text(data)
         else:
-            ws.send_binary(data)
+            self.ws.send_binary(data)
         self.write_pending()
         return True
 
     def close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake; the host aborts the connection if it never ends."""
         ws = self.ws
+        self.writable = False
         if ws.state is OPEN:
             ws.send_close(code, reason[:120])
             self.write_pending()
