@@ -624,6 +624,9 @@ def test_broker_sigkill_loses_publishes_for_a_bounded_window_then_channels_work(
         try:
             async with client(w1) as sub:
                 subs = {bid: (await sub.subscribe(ch))[0] for bid, ch in channels.items()}
+                # A subscribe is acknowledged by the worker; its SUB reaches the broker a
+                # moment later. Publish only once both brokers have it.
+                await asyncio.sleep(0.3)
                 task = asyncio.create_task(publisher())
                 await asyncio.sleep(0.5)
                 killed_at = loop.time()
