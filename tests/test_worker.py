@@ -416,3 +416,51 @@ def test_deliveries_to_a_slow_reader_are_dropped_not_queued():
             slow.transport.abort()
 
     arun(scenario(), timeout=40)
+
+
+def test_per_recipient_publish_out_is_opt_in_and_sees_each_socket():
+    app = make_app()
+    seen: list[str] = []
+
+    @app.middleware("publish_out_socket")
+    def personalise(req):
+        seen.append(req.socket.id)
+        if req.socket.token is None and req.data == "secret":
+            raise Blocked("not for you")
+        if isinstance(req.data, str):
+            req.data = f"{req.data} for {req.socket.id}"
+
+    async def scenario():
+        async with serving(app) as w, client(w) as a, client(w) as b:
+            (ca,) = await a.subscribe("news")
+            (cb,) = await b.subscribe("news")
+            await a.publish("news", "hello")
+            assert await ca.get(timeout=2) == f"hello for {a.socket_id}"
+            assert await cb.get(timeout=2) == f"hello for {b.socket_id}"
+            await a.publish("news", "secret")
+            await asyncio.sleep(0.1)
+            assert not ca.queue and not cb.queue  # blocked for both (no token)
+            assert sorted(seen) == sorted([a.socket_id, b.socket_id] * 2)
+
+    arun(scenario())
+
+
+def test_batch_interval_delays_the_flush_and_joins_more_into_one_frame():
+    app = make_app()
+    app.settings.batch_interval = 0.05
+
+    async def scenario():
+        async with serving(app) as w, client(w) as pub:
+            frames: list[bytes] = []
+            sub = Client(url(w), on_frame=frames.append)
+            await sub.connect()
+            (ch,) = await sub.subscribe("slow")
+            frames.clear()
+            for i in range(5):  # five publishes ~5 ms apart, in separate client frames
+                await pub.publish("slow", i, ack=False)
+                await asyncio.sleep(0.005)
+            await eventually(lambda: len(ch.queue) == 5)
+            assert len(frames) <= 2  # joined by the 50 ms batch interval
+            await sub.close()
+
+    arun(scenario())
