@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-__all__ = ["Metrics", "prometheus_text", "room_metrics_text"]
+__all__ = ["Metrics", "prometheus_text", "room_metrics_text", "bus_metrics_text"]
 
 COUNTERS = (
     "connections_opened",
@@ -155,4 +155,22 @@ def room_metrics_text(rooms: Iterable[tuple[dict[str, str], str, dict[str, objec
             lines.append(f"{metric}_bucket{lab(b, r, s, extra)} {running}")
         lines.append(f"{metric}_sum{lab(b, r, s)} {s.get('tick_ms_sum', 0)}")
         lines.append(f"{metric}_count{lab(b, r, s)} {running}")
+    metric = f"{prefix}_room_tick_cpu_seconds_total"
+    lines += [f"# HELP {metric} CPU time of the room's wake-ups (process time while it ran)", f"# TYPE {metric} counter"]
+    lines += [f"{metric}{lab(b, r, s)} {float(s.get('tick_cpu_ms_sum', 0)) / 1000:.6f}" for b, r, s in rooms]
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def bus_metrics_text(buses: Iterable[tuple[dict[str, str], dict[str, int]]], prefix: str = "tickwire") -> str:
+    """A worker's bus to the brokers: publishes, drops while a broker was down, requests."""
+    buses = [(labels, stats) for labels, stats in buses if stats]
+    if not buses:
+        return ""
+    lines: list[str] = []
+    for name in sorted({k for _, stats in buses for k in stats}):
+        metric = f"{prefix}_bus_{name}_total"
+        lines += [f"# HELP {metric} bus (worker to brokers): {name.replace('_', ' ')}", f"# TYPE {metric} counter"]
+        for labels, stats in buses:
+            inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            lines.append(f"{metric}{{{inner}}} {stats.get(name, 0)}")
+    return "\n".join(lines) + "\n"

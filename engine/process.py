@@ -108,6 +108,7 @@ async def run_worker(cfg: dict[str, Any]) -> None:
                 "stats": worker.stats.as_dict(),
                 "rooms": worker.rooms.rooms_info(),
                 "room_stats": worker.rooms.room_stats(),
+                "bus": bus.stats.as_dict() if hasattr(bus, "stats") else {},
             })
             await asyncio.sleep(STATS_INTERVAL)
 

@@ -38,7 +38,7 @@ from .control import ControlLink, send_fd
 from .directory import RoomDirectory, new_room_id, unwrap
 from .errors import TickwireError, Unavailable, wire_error
 from .logs import LogSink, configure_supervisor, record_from_line
-from .metrics import COUNTERS, prometheus_text, room_metrics_text
+from .metrics import COUNTERS, bus_metrics_text, prometheus_text, room_metrics_text
 from .process import CHILD_ENV
 
 __all__ = ["Supervisor", "RestartPolicy"]
@@ -74,6 +74,7 @@ class Child:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     stats: dict[str, Any] = field(default_factory=dict)
     room_stats: dict[str, Any] = field(default_factory=dict)
+    bus_stats: dict[str, int] = field(default_factory=dict)
     started_at: float = 0.0
     retiring: bool = False  # being replaced by a rolling restart: its exit is expected
 
@@ -134,6 +135,7 @@ class Supervisor:
         self.restart_totals: dict[str, int] = {}
         self.retired: dict[str, dict[str, int]] = {}  # counters of dead generations, per slot
         self.retired_closes: dict[str, dict[str, int]] = {}
+        self.retired_bus: dict[str, dict[str, int]] = {}
         self.draining: list[Child] = []
         self.directory = RoomDirectory()  # old generations finishing during a rolling restart
         self.runtime_dir = ""
@@ -295,6 +297,7 @@ class Supervisor:
             elif op == "stats":
                 child.stats = msg.get("stats", {})
                 child.room_stats = msg.get("room_stats", {})
+                child.bus_stats = msg.get("bus", {})
                 if "rooms" in msg:
                     self.directory.report(child.node, msg["rooms"], int(child.stats.get("connections", 0)))
             elif op == "room.update":
@@ -417,7 +420,11 @@ class Supervisor:
         closes = self.retired_closes.setdefault(child.name, {})
         for code, n in (child.stats.get("closes") or {}).items():
             closes[code] = closes.get(code, 0) + n
+        bus = self.retired_bus.setdefault(child.name, {})
+        for k, n in child.bus_stats.items():
+            bus[k] = bus.get(k, 0) + int(n)
         child.stats = {}
+        child.bus_stats = {}
 
     async def _restart(self, child: Child) -> None:
         now = time.monotonic()
@@ -548,7 +555,13 @@ class Supervisor:
             up = int(c.proc is not None and c.proc.returncode is None and c.ready.is_set())
             lines.append(f'tickwire_process_up{{process="{c.name}"}} {up}')
         rooms = [({"process": w.name}, room_id, st) for w in self.workers + self.draining for room_id, st in w.room_stats.items()]
-        return text + "\n".join(lines) + "\n" + room_metrics_text(rooms)
+        buses = []
+        for w in self.workers:
+            live = [w] + [d for d in self.draining if d.slot == w.slot]
+            kept = self.retired_bus.get(w.name, {})
+            names = set(kept) | {k for c in live for k in c.bus_stats}
+            buses.append(({"process": w.name}, {k: kept.get(k, 0) + sum(int(c.bus_stats.get(k, 0)) for c in live) for k in names}))
+        return text + "\n".join(lines) + "\n" + room_metrics_text(rooms) + bus_metrics_text(buses)
 
     def health(self) -> dict[str, Any]:
         procs = []
