@@ -224,9 +224,13 @@ class TickStats:
     # wake-up duration histogram (simulation steps plus the send tick): upper bounds in ms
     buckets: dict[float, int] = field(default_factory=lambda: {b: 0 for b in (1, 2, 5, 10, 20, 50, 100, float("inf"))})
     total_ms: float = 0.0
+    # CPU time of the wake-ups (the process's, while the room ran: simulation, interest,
+    # encoding and the writes of its frames), beside their wall time above
+    cpu_ms: float = 0.0
 
-    def observe(self, ms: float) -> None:
+    def observe(self, ms: float, cpu_ms: float = 0.0) -> None:
         self.total_ms += ms
+        self.cpu_ms += cpu_ms
         for bound in self.buckets:
             if ms <= bound:
                 self.buckets[bound] += 1

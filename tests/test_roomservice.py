@@ -68,6 +68,8 @@ def test_join_input_state_and_one_frame_per_send_tick():
                 ra.input({"n": n})
             await eventually(lambda: rb.state == {"total": 6})
             assert ra.applied_seq == 3
+            stats = w.rooms.room_stats()[ra.id]  # wake-ups are timed in wall and CPU time
+            assert stats["sends"] > 0 and stats["tick_ms_sum"] > 0 and stats["tick_cpu_ms_sum"] > 0
             # Replies ride the room's frame: each frame holds exactly one room section.
             frames.clear()
             await asyncio.gather(*[a.call("hosted") for _ in range(5)])
