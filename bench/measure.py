@@ -61,8 +61,15 @@ def window_metrics(
     load_after: Mapping[str, Any],
     load_cpu: CpuTimes | None = None,
     busy_s: float | None = None,
+    server_before: Mapping[str, Any] | None = None,
+    server_after: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The figures of a window from the raw readings (pure: tested without processes)."""
+    """The figures of a window from the raw readings (pure: tested without processes).
+
+    The server's `stats` (when it takes commands) give "server_counters", their deltas,
+    which derived figures name as "server.<counter>". A load's sample or a server's
+    stats may also hold "gauges": figures that are not counters (a median frame size, the
+    share of the world a player sees), kept as they are at the end of the window."""
     counts = counter_deltas(load_before, load_after)
     units = counts.get("units", 0)
     if units <= 0:
@@ -87,6 +94,14 @@ def window_metrics(
         if _num(load_after.get(k)):
             m[k] = load_after[k]
     names = {"cpu_us": cpu.total * 1e6, "user_us": cpu.user * 1e6, "sys_us": cpu.sys * 1e6, "wall_s": wall_s, **counts}
+    if server_before is not None and server_after is not None:
+        server_counts = counter_deltas(server_before, server_after)
+        m["server_counters"] = server_counts
+        names.update({"server." + k: v for k, v in server_counts.items()})
+    for source in (load_after, server_after or {}):
+        gauges = source.get("gauges")
+        if isinstance(gauges, Mapping):
+            m.update({k: v for k, v in gauges.items() if _num(v)})
     for d in scenario.derived:
         num, den = names.get(d.numerator), names.get(d.denominator)
         if num is not None and den:
@@ -180,13 +195,14 @@ class Run:
         s1 = self._server_stats()
         mem = tree_memory(self.server.pid)
         stop = self.load.request({"cmd": "stop"}, timeout_s=float(p.get("drain_s", 0)) + 30)
-        m = window_metrics(self.scenario, c1.cpu - c0.cpu, t1 - t0, a, b, l1.cpu - l0.cpu, busy1 - busy0)
+        m = window_metrics(
+            self.scenario, c1.cpu - c0.cpu, t1 - t0, a, b, l1.cpu - l0.cpu, busy1 - busy0,
+            s0 if s0 or s1 else None, s1 if s0 or s1 else None,
+        )
         m["server_processes"] = c1.processes
         m["server_rss_kib"] = mem["rss_kib"]
         if "pss_kib" in mem:
             m["server_pss_kib"] = mem["pss_kib"]
-        if s0 or s1:
-            m["server_counters"] = counter_deltas(s0, s1)
         m["setup"] = {k: v for k, v in self.setup.items() if k != "ok"}
         m["stop"] = {k: v for k, v in stop.items() if k != "ok"}
         return m

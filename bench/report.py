@@ -78,6 +78,26 @@ def summarize(
     }
 
 
+def also_ratios(
+    scenario: Scenario, system: str, mine: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The scenario's further ratios (`also_vs`) for one system: "<figure> vs <system>" ->
+    the ratio of medians with its range over runs paired by round, as for the main one."""
+    out: dict[str, Any] = {}
+    ok = {r["run"]: r for r in mine if r.get("status") == "ok"}
+    for figure, other in scenario.also_vs:
+        if other == system:
+            continue
+        theirs = {
+            r["run"]: r for r in records if r["scenario"] == scenario.name and r["system"] == other and r.get("status") == "ok"
+        }
+        runs = sorted(set(ok) | set(theirs))
+        r = ratio_of_medians([ok.get(i, {}).get(figure) for i in runs], [theirs.get(i, {}).get(figure) for i in runs])
+        if r is not None:
+            out[f"{figure} vs {other}"] = {"to": other, "metric": figure, **r.as_dict()}
+    return out
+
+
 def build_results(
     scenarios: Sequence[Scenario],
     labels: Mapping[str, str],
@@ -106,6 +126,7 @@ def build_results(
             )
             s["machine"] = dict(machine)
             s["params"] = dict(params.get(sc.name, {}))
+            s["also_vs"] = also_ratios(sc, name, mine, records)
             summaries.append(s)
     return {
         "format": FORMAT,
@@ -122,6 +143,7 @@ def build_results(
                 "main_label": sc.main_label,
                 "baseline": sc.baseline,
                 "columns": list(sc.columns),
+                "also_vs": [list(a) for a in sc.also_vs],
                 "what": sc.describe(params.get(sc.name, sc.params)),
                 "params": dict(params.get(sc.name, {})),
             }
@@ -195,6 +217,9 @@ def column_header(name: str, sc: Mapping[str, Any]) -> str:
         "cpu_us_per_frame": "server CPU µs / frame",
         "bytes_per_entity_update": "B / entity update",
         "bytes_per_client_tick": "B / client / tick",
+        "out_us_per_tick": "out µs / tick",
+        "in_us_per_tick": "in µs / tick",
+        "frames_per_client_tick": "frames / client / tick",
         "kib_per_conn": "KiB / connection",
         "server_rss_kib": "server RSS KiB",
     }
@@ -220,6 +245,8 @@ def scenario_table(sc: Mapping[str, Any], summaries: Sequence[Mapping[str, Any]]
     cols = [c for c in sc["columns"] if c != main]
     merged_latency = "lat_p50_ms" in cols and "lat_p99_ms" in cols
     heads = ["system", main_head, f"vs {sc['baseline']}" if sc.get("baseline") else "ratio"]
+    also = [f"{fig} vs {other}" for fig, other in sc.get("also_vs", [])]
+    heads += [f"{column_header(fig, sc)} vs {other}" for fig, other in sc.get("also_vs", [])]
     for c in cols:
         if merged_latency and c == "lat_p99_ms":
             continue
@@ -247,6 +274,12 @@ def scenario_table(sc: Mapping[str, Any], summaries: Sequence[Mapping[str, Any]]
         else:
             ratio = "—"
         cells = [label, fmt_range(med.get(main), rng.get(main)), ratio]
+        for key in also:
+            r = (s.get("also_vs") or {}).get(key)
+            if r is None:
+                cells.append("1 (itself)" if key.endswith(" vs " + s["system"]) else "—")
+            else:
+                cells.append(f"{r['ratio']:.2f}×" + (f" ({r['min']:.2f}–{r['max']:.2f})" if r.get("pairs", 0) > 1 else ""))
         for c in cols:
             if merged_latency and c == "lat_p99_ms":
                 continue
