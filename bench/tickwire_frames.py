@@ -14,6 +14,10 @@ server's frames are counted without decoding them when their shape allows it:
   with a fixed cid; `echo` returns what it got): one comparison.
 - churn's replies (`Subscribed` with one accepted channel, `Result` with no payload) are
   walked with a few varint reads (`scan_acks`), without building records.
+- a room's send-tick frame (the mmo scenario) is its `Tick` header and at most one
+  `EntitySync`: `room_frame` reads the header's tick number, and `SyncCounter` counts the
+  entity records by walking the op and group headers of the EntitySync data only (a
+  group's byte length follows from its count and field mask), never the records.
 
 Anything else (a ping riding with deliveries, an error) goes to the full decoder. The
 tests check every fast count against `Codebook.decode_frame`.
@@ -25,15 +29,18 @@ import struct
 from collections.abc import Sequence
 
 from engine._generated import protocol as P
+from engine.interest import DEPART, ENTER, UPDATE, SyncLayout
 from engine.packed import Codebook, DecodeContext, DecodeError, Payload, r_uvarint, uvarint_bytes
 
-__all__ = ["CLIENT", "ClientFrames", "DeliveryCounter", "scan_acks", "stamp_of"]
+__all__ = ["CLIENT", "ClientFrames", "DeliveryCounter", "SyncCounter", "room_frame", "scan_acks", "stamp_of"]
 
 CLIENT = "tickwire-bench-load"
 STAMP = struct.Struct("<d")
 MESSAGE = P.Message.TYPE_ID
 SUBSCRIBED = P.Subscribed.TYPE_ID
 RESULT = P.Result.TYPE_ID
+TICK = P.Tick.TYPE_ID
+ENTITY_SYNC = P.EntitySync.TYPE_ID
 BYTES = P.Bytes.TYPE_ID
 ECHO_CID = 1  # one call in flight per connection: the same cid every time
 MAX_CID = 1 << 14  # cids cycle below this (two varint bytes at most)
@@ -211,3 +218,114 @@ def acks_of(messages: Sequence[object]) -> tuple[list[int], int, int]:
         elif type(m) is P.Error:
             errors += 1
     return ids, results, errors
+
+
+def room_frame(frame: bytes) -> tuple[int, int, int] | None:
+    """A send-tick frame of one room: (tick number, start, end of the EntitySync data;
+    start == end when there is none), or None when the frame holds anything else (decode
+    it). The Tick header is six varints: room, tick, time, applied and echoed input, echo
+    age (WIRE.md; schemas/protocol.fbs)."""
+    try:
+        if frame[0] != TICK:
+            return None
+        pos = 1
+        while frame[pos] & 0x80:  # room
+            pos += 1
+        tick, pos = r_uvarint(frame, pos + 1)
+        for _ in range(4):
+            while frame[pos] & 0x80:
+                pos += 1
+            pos += 1
+        end = len(frame)
+        if pos == end:
+            return tick, pos, pos
+        if frame[pos] != ENTITY_SYNC:
+            return None
+        n, start = r_uvarint(frame, pos + 1)
+    except (IndexError, DecodeError):
+        return None
+    if start + n != end:
+        return None
+    return tick, start, end
+
+
+class SyncCounter:
+    """Counts the records of EntitySync data (WIRE.md, "Entity sync") from its headers.
+
+    `count(data)` returns (update records, enter records, departures, cell leaves). Each
+    group's header gives its kind, field mask, count and id coding, hence its byte length,
+    so the walk skips the records. Clients of the same view centre get the same bytes in
+    a tick, so counts are kept per distinct message (`cache`, cleared when it grows).
+    tests/test_bench_harness.py checks the counts against `apply_entity_sync`.
+    """
+
+    MAX_CACHE = 4096
+
+    def __init__(self, layout: SyncLayout):
+        self.layout = layout
+        self.ncells = layout.ncells
+        self.id_bits = layout.id_bits
+        self.full_bits = sum(layout.widths)
+        self._mask_bits: dict[int, int] = {}
+        self.cache: dict[bytes, tuple[int, int, int, int]] = {}
+
+    def _bits(self, mask: int) -> int:
+        b = self._mask_bits.get(mask)
+        if b is None:
+            if mask == 0 or mask >> len(self.layout.widths):
+                raise DecodeError(f"update group with field mask {mask}")
+            b = self._mask_bits[mask] = sum(w for i, w in enumerate(self.layout.widths) if mask >> i & 1)
+        return b
+
+    def count(self, data: bytes) -> tuple[int, int, int, int]:
+        hit = self.cache.get(data)
+        if hit is not None:
+            return hit
+        got = self.walk(data)
+        if len(self.cache) >= self.MAX_CACHE:
+            self.cache.clear()
+        self.cache[data] = got
+        return got
+
+    def walk(self, data: bytes) -> tuple[int, int, int, int]:
+        updates = enters = departs = leaves = 0
+        pos, end = 0, len(data)
+        try:
+            while pos < end:
+                tag, pos = r_uvarint(data, pos)
+                if tag >> 1 >= self.ncells:
+                    raise DecodeError(f"cell {tag >> 1} is outside the grid")
+                if tag & 1:
+                    leaves += 1
+                    continue
+                ngroups, pos = r_uvarint(data, pos)
+                for _ in range(ngroups):
+                    code, pos = r_uvarint(data, pos)
+                    count, pos = r_uvarint(data, pos)
+                    kind = code & 3
+                    if kind == UPDATE:
+                        fbits = self._bits(code >> 2)
+                        updates += count
+                    elif kind == ENTER and code >> 2 == 0:
+                        fbits = self.full_bits
+                        enters += count
+                    elif kind == DEPART and code >> 2 == 0:
+                        fbits = 0
+                        departs += count
+                    else:
+                        raise DecodeError(f"bad group code {code}")
+                    if count == 0:
+                        raise DecodeError("empty entity group")
+                    gap = data[pos]
+                    pos += 1
+                    if gap:
+                        _, pos = r_uvarint(data, pos)
+                        rbits = gap + fbits
+                    else:
+                        rbits = self.id_bits + fbits
+                    pos += (count * rbits - gap + 7) >> 3
+        except IndexError:
+            raise DecodeError("truncated entity sync data") from None
+        if pos != end:
+            raise DecodeError("entity sync data does not end where its last group does")
+        return updates, enters, departs, leaves

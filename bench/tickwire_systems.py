@@ -8,7 +8,9 @@
 |              | 1 worker, 1 broker                                                  |      |
 | tickwire-2w  | `tickwire run ... --workers 2 --brokers 1`                         | same |
 
-`tickwire` is the figure to compare with the single-process anchors. The cluster forms
+`tickwire` is the figure to compare with the single-process anchors. In the `mmo`
+scenario it serves bench/tickwire_mmo_app.py (the room, its parameters in
+TICKWIRE_BENCH_MMO) and its load is bench/tickwire_mmo_load.py (the bots). The cluster forms
 are issue 9's "1 worker against 2 workers": the harness sums CPU over the whole server
 tree (supervisor, workers, brokers), so they report what the cluster costs per unit, not
 a scaling ratio (the load shares the machine's 2 cores).
@@ -30,6 +32,8 @@ from bench.process import ProcessSpec
 from bench.system import Env, RunContext, System, Unavailable
 
 APP = "bench.apps:app"
+MMO_APP = "bench.tickwire_mmo_app:make_app"
+MMO_STATS = "bench.tickwire_mmo_app:view_sample"
 WINDOW_SCENARIOS = frozenset({"fanout", "fanout-batch", "churn", "single", "rpc"})
 
 # What the servers' interpreter must import, and the versions reported with the figures.
@@ -100,6 +104,11 @@ class Tickwire(System):
 
     def server(self, ctx: RunContext) -> ProcessSpec:
         env = ctx.env
+        if ctx.scenario == "mmo":
+            argv = [env.python, "-m", "bench.tickwire_server", "--port", str(ctx.port), "--app", MMO_APP]
+            return ProcessSpec(
+                argv + ["--stats", MMO_STATS], cwd=str(env.repo), env={"TICKWIRE_BENCH_MMO": json.dumps(dict(ctx.params))}
+            )
         if not self.workers:
             return ProcessSpec(
                 [env.python, "-m", "bench.tickwire_server", "--port", str(ctx.port), "--app", APP], cwd=str(env.repo)
@@ -111,8 +120,9 @@ class Tickwire(System):
     def load(self, ctx: RunContext) -> ProcessSpec:
         if self.site is None:
             raise Unavailable(f"{self.name} was not prepared")
+        module = "bench.tickwire_mmo_load" if ctx.scenario == "mmo" else "bench.tickwire_load"
         return ProcessSpec(
-            [ctx.env.python, "-m", "bench.tickwire_load"],
+            [ctx.env.python, "-m", module],
             cwd=str(ctx.env.repo),
             env={"TICKWIRE_BENCH_SITE": self.site, "PYTHONUNBUFFERED": "1"},
         )
@@ -121,7 +131,7 @@ class Tickwire(System):
 def tickwire_systems() -> list[System]:
     """Tickwire's forms, in the order they run within a round."""
     return [
-        Tickwire("tickwire", "Tickwire (packed, 1 worker)", WINDOW_SCENARIOS | {"memory"}),
+        Tickwire("tickwire", "Tickwire (packed, 1 worker)", WINDOW_SCENARIOS | {"memory", "mmo"}),
         Tickwire("tickwire-1w", "Tickwire cluster: 1 worker + 1 broker", WINDOW_SCENARIOS, workers=1, brokers=1),
         Tickwire("tickwire-2w", "Tickwire cluster: 2 workers + 1 broker", WINDOW_SCENARIOS, workers=2, brokers=1),
     ]
