@@ -45,6 +45,9 @@ class Scenario:
     main_label: str = ""  # how the chart's axis names the main figure
     columns: tuple[str, ...] = ()  # further figures shown in the table
     derived: tuple[Derived, ...] = ()
+    # further ratios of medians: (figure, system), e.g. ("out_us_per_tick", "websockets"):
+    # each system's figure over that system's, beside the main ratio to the baseline
+    also_vs: tuple[tuple[str, str], ...] = ()
     what: str = ""  # one sentence for the README: what the load does, with {param} fields
 
     def describe(self, params: Mapping[str, Any]) -> str:
@@ -190,19 +193,40 @@ MMO = Scenario(
         "hz": 20,
         "move_frac": 1.0,  # share of the entities moving each tick
         "view_frac": 0.1,  # share of the entities each client sees (0: all)
+        "inputs": 1,  # each client sends one input per frame it gets (0: none)
+        "floor_bytes": 0,  # the floor's frame size; 0: the median of Tickwire's room for these params
+        "load_procs": 0,  # Tickwire's load processes; 0: one per 500 clients
         "warm_s": 3,
         "window_s": 15,
+        "setup_timeout_s": 300,
     },
     quick={"entities": 1000, "clients": 10, "warm_s": 1, "window_s": 5},  # 100 ticks: 10 ms CPU ticks matter here
     baseline="colyseus",
     main_label="server CPU µs per tick",
-    columns=("bytes_per_entity_update", "bytes_per_client_tick", "units_per_s", "server_cpu_util"),
+    columns=(
+        "out_us_per_tick",
+        "in_us_per_tick",
+        "bytes_per_entity_update",
+        "bytes_per_client_tick",
+        "frames_per_client_tick",
+        "units_per_s",
+        "server_cpu_util",
+    ),
     derived=(
         Derived("bytes_per_entity_update", "bytes", "entity_updates"),
         Derived("bytes_per_client_tick", "bytes", "messages"),
+        Derived("frames_per_client_tick", "messages", "client_ticks"),
+        Derived("cpu_us_per_frame", "cpu_us", "messages"),
+        # The server's own split of its CPU (its `stats`): the room's ticks (simulation,
+        # interest, encoding, writes) and everything else (the inputs, the event loop).
+        Derived("out_us_per_tick", "server.out_cpu_us", "units"),
+        Derived("in_us_per_tick", "server.in_cpu_us", "units"),
+        Derived("out_us_per_frame", "server.out_cpu_us", "messages"),
+        Derived("in_us_per_input", "server.in_cpu_us", "inputs"),
     ),
-    what="a room of {entities:,} entities {{x, y: float32, k: uint8}}, {move_frac:.0%} of them "
-    "moving each tick at {hz} Hz; each of {clients:,} clients sees {view_frac:.0%} of them",
+    also_vs=(("out_us_per_tick", "websockets"),),
+    what="a room of {entities:,} entities {{x, y, k}}, {move_frac:.0%} of them "
+    "moving each tick at {hz} Hz; each of {clients:,} clients sees {view_frac:.0%} of them and sends one input a tick",
 )
 
 ALL = (FANOUT, FANOUT_BATCH, CHURN, SINGLE, RPC, MEMORY, MMO)

@@ -194,6 +194,28 @@ def test_window_metrics_from_raw_readings():
         window_metrics(WINDOW, CpuTimes(1, 0), 1.0, before, before)
 
 
+def test_window_metrics_with_the_servers_counters_and_gauges():
+    sc = Scenario(
+        name="room",
+        title="Toy room",
+        kind="window",
+        unit="tick",
+        params={},
+        derived=(Derived("out_us_per_tick", "server.out_cpu_us", "units"), Derived("b_per_frame", "bytes", "messages")),
+    )
+    load0 = {"t": 1.0, "units": 10, "messages": 100, "bytes": 1000}
+    load1 = {"t": 2.0, "units": 30, "messages": 300, "bytes": 5000, "gauges": {"frame_bytes_p50": 21.5, "x": "no"}}
+    server0 = {"out_cpu_us": 1000.0, "in_cpu_us": 50.0, "gauges": {"view_frac_seen": 0.5}}
+    server1 = {"out_cpu_us": 9000.0, "in_cpu_us": 250.0, "gauges": {"view_frac_seen": 0.1}}
+    m = window_metrics(sc, CpuTimes(0.01, 0.0), 1.0, load0, load1, server_before=server0, server_after=server1)
+    assert m["out_us_per_tick"] == pytest.approx(400.0)  # 8,000 µs over 20 ticks
+    assert m["b_per_frame"] == pytest.approx(20.0)
+    assert m["server_counters"] == {"out_cpu_us": 8000.0, "in_cpu_us": 200.0}
+    assert m["frame_bytes_p50"] == 21.5 and m["view_frac_seen"] == 0.1 and "x" not in m  # as read at the end
+    # Without the server's stats, a figure that needs them is left out, not wrong.
+    assert "out_us_per_tick" not in window_metrics(sc, CpuTimes(0.01, 0.0), 1.0, load0, load1)
+
+
 def test_counter_deltas_skip_latency_time_and_non_numbers():
     assert counter_deltas(
         {"a": 1, "t": 1, "lat_n": 1, "s": "x", "b": True}, {"a": 4, "t": 9, "lat_n": 5, "s": "y", "b": False, "new": 3}
@@ -411,6 +433,29 @@ def test_markdown_has_the_date_the_machine_a_table_per_scenario_and_the_chart():
     assert lines[head + 3] == "| System B | 24.0 (20.0–28.0) | 2.18× (2.00–2.33) | 2/3 |"
     assert lines[head + 4].startswith("| gone | unavailable: npm is missing |")
     assert "![Benchmark chart: lower is better](results/r.png)" in text
+
+
+def test_a_scenario_compares_a_further_figure_with_another_system():
+    sc = Scenario(
+        name="room", title="Toy room", kind="window", unit="tick", params={}, baseline="a",
+        columns=("out_us_per_tick",), also_vs=(("out_us_per_tick", "floor"),),
+    )
+
+    def rec(system, run, cpu, out):
+        return {"scenario": "room", "system": system, "run": run, "status": "ok", "cpu_us_per_unit": cpu,
+                "out_us_per_tick": out}
+
+    records = [rec("a", 0, 10.0, 4.0), rec("floor", 0, 5.0, 2.0), rec("a", 1, 12.0, 6.0), rec("floor", 1, 5.0, 2.5)]
+    doc = build_results([sc], {"a": "A", "floor": "Floor"}, records, {}, {"date": "2026-11-25"}, {}, {})
+    a, floor = doc["summaries"]
+    r = a["also_vs"]["out_us_per_tick vs floor"]
+    assert r["ratio"] == pytest.approx(5.0 / 2.25) and (r["min"], r["max"]) == (pytest.approx(2.0), pytest.approx(2.4))
+    assert floor["also_vs"] == {}
+    lines = markdown(doc).splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("| system |"))
+    assert lines[head] == "| system | server CPU µs / tick | vs a | out µs / tick vs floor | out µs / tick | runs |"
+    assert lines[head + 2] == "| A | 11.0 (10.0–12.0) | 1 (baseline) | 2.22× (2.00–2.40) | 5.00 | 2/2 |"
+    assert lines[head + 3].startswith("| Floor | 5.00 | 0.45× (0.42–0.50) | 1 (itself) |")
 
 
 def test_readme_section_goes_between_the_markers_and_nowhere_else(tmp_path):
@@ -739,6 +784,167 @@ def test_a_tiny_tickwire_fanout_run_counts_what_the_server_sent(tmp_path):
     assert server["publishes"] * 20 == server["deliveries"]
     assert m["counts"]["units"] == 5 * m["counts"]["frames"]
     assert all(_gone(pid) for pid in (run.server.pid, run.load.pid))
+
+
+# ---------------------------------------------------------------------- the mmo scenario
+
+
+def _mmo_room(params):
+    """The mmo room of bench/tickwire_mmo_app.py, run in process, and its players."""
+    from bench.tickwire_mmo_app import ROOM, configure, schema_module
+    from engine.packed import Codebook
+    from engine.rooms import RoomRunner
+
+    mmo = schema_module()
+    room = configure(params)()
+    runner = RoomRunner(room, "r", ROOM, Codebook(P, mmo), 0.0)
+    room.on_create(None)
+    players = []
+    for i in range(params["clients"]):
+        player = runner.join(f"b{i}", None, 0.0)
+        player.worker, player.socket_id, player.handle = "w", f"s{i}", 1
+        players.append(player)
+    return runner, players, mmo
+
+
+class _Counting(dict):
+    """A client's entities that count what apply_entity_sync does to them: an enter
+    record sets an entity, an update record updates one (a test seam, injected)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enters = self.updates = 0
+
+    def __setitem__(self, eid, values):
+        self.enters += 1
+        owner = self
+
+        class Values(dict):
+            def update(self, *a, **k):
+                owner.updates += 1
+                super().update(*a, **k)
+
+        super().__setitem__(eid, Values(values))
+
+
+def test_sync_counter_counts_what_the_decoder_applies():
+    from bench.tickwire_frames import SyncCounter, room_frame
+    from bench.tickwire_mmo_app import steer_of
+    from engine.interest import ClientWorld, SyncLayout, apply_entity_sync
+
+    params = {"entities": 400, "clients": 6, "hz": 20, "move_frac": 0.5, "view_frac": 0.2, "seed": 3}
+    runner, players, mmo = _mmo_room(params)
+    ctx = runner.codebook.context(max_string=1 << 20, max_vector=1 << 24)
+    worlds: dict[int, ClientWorld] = {}
+    counter = None
+    checked = 0
+    for k in range(60):
+        now = k / 20 + 1e-6
+        for i, p in enumerate(players):
+            runner.input(p, k + 1, mmo.Steer(*steer_of(i)), now)
+        if k == 30:  # a teleport: a whole new view, snapshots and leaves
+            runner.room.entities["x"][runner.room.avatar[players[0].id]] = 990.0
+        out = runner.advance(now)
+        for s in out.players:
+            frame = b"".join(out.parts(s))
+            msgs = runner.codebook.decode_frame(frame, ctx)
+            assert [type(m) for m in msgs].count(P.Tick) == 1
+            for m in msgs:
+                if type(m) is P.EntitySyncInfo:
+                    info = {f: getattr(m, f) for f in m.__slots__}
+                    worlds[s.player_id] = ClientWorld(SyncLayout.from_info(mmo.Mob, info))
+                    worlds[s.player_id].entities = _Counting()
+                    counter = counter or SyncCounter(SyncLayout.from_info(mmo.Mob, info))
+            syncs = [bytes(m.data) for m in msgs if type(m) is P.EntitySync]
+            fast = room_frame(frame)
+            if type(msgs[1]) is P.EntitySyncInfo:
+                assert fast is None  # not a steady frame: the load decodes it in full
+            else:
+                assert fast is not None and fast[0] == msgs[0].tick
+                assert frame[fast[1] : fast[2]] == (syncs[0] if syncs else b"")
+            for data in syncs:
+                world = worlds[s.player_id]
+                before = (world.entities.enters, world.entities.updates)
+                apply_entity_sync(world, data)
+                updates, enters, departs, leaves = counter.count(data)
+                assert (enters, updates) == (world.entities.enters - before[0], world.entities.updates - before[1])
+                assert counter.walk(data) == (updates, enters, departs, leaves)
+                checked += 1
+                with pytest.raises(DecodeError):
+                    counter.walk(data[:-1] + b"\xff\xff")  # its last group runs past the end
+    assert checked > 300 and counter.cache  # shared messages were counted once
+
+
+def test_mmo_views_cover_the_share_asked_for():
+    import numpy as np
+
+    from bench.tickwire_mmo_app import STEP, WORLD_SIZE, cell_size_for, coverage
+
+    for frac in (0.05, 0.1, 0.25):
+        cell = cell_size_for(frac)
+        assert coverage(cell) == pytest.approx(frac, rel=0.02)
+        # Brute force: the share of the world a view at a random place covers.
+        q = round(WORLD_SIZE / STEP) + 1
+        c = round(cell / STEP)
+        cols = -(-q // c)
+        pos = np.random.default_rng(1).integers(0, q, (2, 20000))
+        centre = np.minimum(pos // c, cols - 1)
+        seen = np.minimum(q, (centre + 2) * c) - np.maximum(0, (centre - 1) * c)
+        assert (seen[0] * seen[1] / q**2).mean() == pytest.approx(frac, rel=0.03)
+    assert cell_size_for(0) == WORLD_SIZE
+
+
+def test_a_tiny_tickwire_mmo_run_gets_one_frame_per_client_per_tick(tmp_path):
+    from bench.scenarios import MMO
+
+    system, env = _tickwire_prepared(tmp_path)
+    params = MMO.params_for(True, {"entities": 300, "clients": 6, "view_frac": 0.25, "warm_s": 0.5, "window_s": 1.0})
+    run = Run(system, MMO, params, 0, env, tmp_path)
+    m = run.measure()
+    c = m["counts"]
+    assert m["units"] > 0 and c["errors"] == 0 and c["closed"] == 0 and c["other_frames"] == 0
+    assert m["frames_per_client_tick"] == 1.0 and c["messages"] == 6 * c["units"] == c["client_ticks"]
+    assert c["inputs"] == c["messages"] and 2 < m["bytes_per_entity_update"] < 8
+    server = m["server_counters"]
+    assert server["room_sends"] == pytest.approx(c["units"], abs=3)
+    assert server["room_inputs"] == pytest.approx(c["inputs"], abs=6 * 3)
+    assert server["out_cpu_us"] > 0 and server["in_cpu_us"] > 0
+    assert m["out_us_per_tick"] > 0 and 0.05 < m["view_frac_seen"] < 0.6 and m["frame_bytes_p50"] > 0
+    assert m["setup"]["connected"] == 6 and m["setup"]["load_procs"] == 1
+    assert all(_gone(pid) for pid in (run.server.pid, run.load.pid))
+
+
+def test_tickwire_mmo_load_in_two_processes_counts_every_bot(tmp_path):
+    from bench.scenarios import MMO
+
+    system, env = _tickwire_prepared(tmp_path)
+    params = MMO.params_for(
+        True, {"entities": 200, "clients": 5, "load_procs": 2, "view_frac": 0.25, "warm_s": 0.5, "window_s": 1.0}
+    )
+    run = Run(system, MMO, params, 0, env, tmp_path)
+    m = run.measure()
+    c = m["counts"]
+    assert m["setup"]["load_procs"] == 2 and m["stop"]["bots"] == 5
+    assert c["errors"] == 0 and m["frames_per_client_tick"] == 1.0 and c["messages"] == 5 * c["units"]
+    assert all(_gone(pid) for pid in (run.server.pid, run.load.pid))
+
+
+def test_a_tiny_mmo_floor_run_writes_frames_of_the_size_asked(tmp_path):
+    from bench.anchors.install import cache_dir, venv_python
+    from bench.anchors.systems import anchor_systems
+    from bench.scenarios import MMO
+
+    env = Env(cache=cache_dir())
+    if not venv_python(env).exists() and not IN_CI:
+        pytest.skip("the bench venv is not installed (python -m bench --setup)")
+    (floor,) = [s for s in anchor_systems() if s.name == "websockets"]
+    floor.prepare(env)
+    params = MMO.params_for(True, {"clients": 6, "floor_bytes": 700, "warm_s": 0.5, "window_s": 1.0})
+    m = Run(floor, MMO, params, 0, env, tmp_path).measure()
+    c = m["counts"]
+    assert m["frames_per_client_tick"] == 1.0 and c["messages"] == 6 * c["units"] and c["inputs"] == c["messages"]
+    assert m["bytes_per_client_tick"] == 700 and m["frame_bytes_p50"] == 700
+    assert m["server_counters"]["out_cpu_us"] > 0 and m["out_us_per_tick"] > 0
 
 
 def test_tickwire_bench_runs_the_bench_package(capsys):

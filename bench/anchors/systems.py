@@ -5,15 +5,20 @@
 | socketcluster | node/sc_server.js (SocketCluster 20.0.1)  | node/sc_load.js (raw WS)  |
 | socketio      | python/py_server.py --impl socketio       | python/picows_load.py sio |
 | websockets    | python/py_server.py --impl websockets     | python/picows_load.py ws  |
+|               | (mmo: python/mmo_floor.py)                |                           |
 | picows        | python/py_server.py --impl picows         | python/picows_load.py ws  |
+|               | (mmo: python/mmo_floor.py)                |                           |
 | node-ws       | node/ws_floor_server.js (ws 8.23.0)       | python/picows_load.py ws  |
 | colyseus      | colyseus/colyseus_server.mjs (0.18.8)     | colyseus/colyseus_load.mjs|
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from bench.anchors.install import (
     COLYSEUS,
@@ -78,6 +83,27 @@ class Colyseus(NodeSystem):
     load_script = "colyseus_load.mjs"
 
 
+def mmo_frame_bytes(env: Env, params: Mapping[str, Any], cache: dict[str, int]) -> int:
+    """The mmo floor's frame size: `floor_bytes`, or else the median frame size of
+    Tickwire's room for the same parameters, from a run of the room in process, without
+    sockets (bench/tickwire_mmo_app.py --frame-bytes); computed once per parameters."""
+    if int(params.get("floor_bytes", 0)) > 0:
+        return int(params["floor_bytes"])
+    keys = ("entities", "clients", "hz", "move_frac", "view_frac")
+    text = json.dumps({k: params[k] for k in keys if k in params}, sort_keys=True)
+    if text not in cache:
+        argv = [env.python, "-m", "bench.tickwire_mmo_app", "--frame-bytes", "--params", text]
+        try:
+            done = subprocess.run(argv, cwd=str(env.repo), capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise RuntimeError(f"sizing the mmo floor's frames failed: {exc}") from None
+        try:
+            cache[text] = int(json.loads(done.stdout.strip().splitlines()[-1])["median"])
+        except (ValueError, IndexError, KeyError):
+            raise RuntimeError(f"sizing the mmo floor's frames failed: {done.stderr.strip()[-300:]}") from None
+    return cache[text]
+
+
 def picows_load(python: Path, proto: str) -> ProcessSpec:
     """The picows load generator (speaks the floor protocol, or Socket.IO with proto="sio")."""
     return ProcessSpec([str(python), "picows_load.py", "--proto", proto], cwd=str(PY_DIR), env=PY_ENV)
@@ -94,12 +120,18 @@ class PythonServer(System):
         self.packages = packages
         self.proto = proto
         self.python: Path | None = None
+        self.frame_bytes: dict[str, int] = {}
 
     def prepare(self, env: Env) -> Mapping[str, str]:
         self.python = ensure_venv(env, PY_ANCHORS)
         return pip_versions(env, list(self.packages))
 
     def server(self, ctx: RunContext) -> ProcessSpec:
+        if ctx.scenario == "mmo":  # the floor: mmo_floor.py, sized by Tickwire's room
+            size = mmo_frame_bytes(ctx.env, ctx.params, self.frame_bytes)
+            argv = [str(self.python), "mmo_floor.py", "--impl", self.impl, "--port", str(ctx.port)]
+            argv += ["--size", str(size), "--hz", str(ctx.params.get("hz", 20))]
+            return ProcessSpec(argv, cwd=str(PY_DIR), env=PY_ENV)
         return ProcessSpec(
             [str(self.python), "py_server.py", "--impl", self.impl, "--port", str(ctx.port)],
             cwd=str(PY_DIR),
@@ -145,11 +177,11 @@ def anchor_systems() -> list[System]:
         PythonServer(
             "websockets",
             "websockets 17.4 (floor)",
-            frozenset({"fanout", "fanout-batch", "rpc", "memory"}),
+            frozenset({"fanout", "fanout-batch", "rpc", "memory", "mmo"}),
             ("websockets", "uvloop", "picows"),
         ),
         PythonServer(
-            "picows", "picows 2.3.1 (floor)", frozenset({"fanout", "rpc"}), ("picows", "aiofastnet", "uvloop")
+            "picows", "picows 2.3.1 (floor)", frozenset({"fanout", "rpc", "mmo"}), ("picows", "aiofastnet", "uvloop")
         ),
         NodeWsFloor(),
         Colyseus(),

@@ -8,6 +8,8 @@
 //   wire_bytes     the same with the WebSocket frame header
 //   entity_updates entity updates those patches carry: moved entities per tick that a
 //                  client sees (all of them, or view_frac of them), times its patches
+// With `inputs` (default 1), every client answers each patch with one input (message
+// type 0, [dx, dy]: a step of its entity), as the Tickwire bots answer each frame.
 //   node colyseus_load.mjs
 import { createRequire } from 'module';
 import { performance } from 'perf_hooks';
@@ -27,14 +29,17 @@ async function setup(cmd) {
   st.visibleMoved = p.view_frac > 0 ? moved / Math.max(1, Math.round(1 / p.view_frac)) : moved;
   const client = new Client(`http://127.0.0.1:${cmd.port}`);
   const opts = { entities: n, clients, hz: p.hz || 20, move_frac: p.move_frac ?? 1, view_frac: p.view_frac || 0 };
+  const inputs = (p.inputs ?? 1) ? true : false;
   for (let i = 0; i < clients; i++) {
     const room = i === 0 ? await client.create('bench', opts) : await client.joinById(st.rooms[0].roomId);
-    const c = { patches: 0, bytes: 0, wire: 0 };
+    const c = { patches: 0, bytes: 0, wire: 0, inputs: 0 };
+    const a = i * 2.399963229728653, step = [1.458 * Math.cos(a), 1.458 * Math.sin(a)];
     const events = room.connection.events, decode = events.onmessage;
     events.onmessage = (e) => {
       const b = new Uint8Array(e.data), code = b[0] & 0x3f;
       if (code === ROOM_STATE_PATCH) {
         c.patches++; c.bytes += b.length; c.wire += b.length + wsHeader(b.length);
+        if (inputs) { room.send(0, step); c.inputs++; }
         if (i !== 0) return;
       } else if (code === ROOM_STATE && i === 0) st.fullStateBytes = b.length;
       decode(e);
@@ -51,7 +56,7 @@ function sample() {
   return {
     t: performance.now() / 1000,
     units: st.per.length ? st.per[0].patches : 0,
-    messages, bytes: sum((c) => c.bytes), wire_bytes: sum((c) => c.wire),
+    messages, bytes: sum((c) => c.bytes), wire_bytes: sum((c) => c.wire), inputs: sum((c) => c.inputs),
     entity_updates: messages * st.visibleMoved,
     client0_entities: ents ? ents.size : -1, full_state_bytes: st.fullStateBytes,
   };

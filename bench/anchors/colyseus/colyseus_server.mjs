@@ -4,8 +4,15 @@
 // client gets a StateView holding one entity in round(1 / view_frac), at an offset that
 // depends on its join order (a fixed view: this room computes no interest, so Colyseus is
 // charged nothing for it). The room is created by the first client, with these options.
+// Inputs: message type 0, [dx, dy], moves the sender's entity (one in `entities`, by join
+// order) by that much; the load sends one per patch per client when `inputs` is set.
+// CPU: each simulation tick and each broadcastPatch is timed with process.cpuUsage(), so
+// stats splits the process's CPU (cumulative µs) as the Tickwire bench server does:
+// out_cpu_us (simulation, patch encoding, writes) and in_cpu_us (everything else: reading
+// and handling the inputs, the event loop).
 //   node colyseus_server.mjs --port P
-// stdout: {"ready": true}, then replies to {"cmd": "stats"} (ticks, patches) and {"cmd": "gc"}.
+// stdout: {"ready": true}, then replies to {"cmd": "stats"} (ticks, patches, inputs, CPU)
+// and {"cmd": "gc"}.
 import { createRequire } from 'module';
 import { Server, Room } from 'colyseus';
 import { WebSocketTransport } from '@colyseus/ws-transport';
@@ -18,7 +25,13 @@ const o = parseArgs(process.argv.slice(2), { port: 0 });
 const Entity = schema({ x: t.float32(), y: t.float32(), k: t.uint8() }, 'Entity');
 const State = schema({ entities: t.map(Entity) }, 'State');
 const ViewState = schema({ entities: t.map(Entity).view() }, 'ViewState');
-const counters = { ticks: 0, patches: 0, joins: 0, rooms: 0 };
+const counters = { ticks: 0, patches: 0, joins: 0, rooms: 0, inputs: 0 };
+let outCpuUs = 0;
+const cpuNow = () => { const u = process.cpuUsage(); return u.user + u.system; };
+const timed = (fn) => function (...args) {
+  const t0 = cpuNow();
+  try { return fn.apply(this, args); } finally { outCpuUs += cpuNow() - t0; }
+};
 
 class BenchRoom extends Room {
   onCreate(opts) {
@@ -40,10 +53,15 @@ class BenchRoom extends Room {
     this.setState(state);
     const period = 1000 / (Number(opts.hz) || 20);
     const broadcastPatch = this.broadcastPatch.bind(this);
-    this.broadcastPatch = () => { counters.patches++; return broadcastPatch(); };
+    this.broadcastPatch = timed(() => { counters.patches++; return broadcastPatch(); });
     this.patchRate = period;
     this.tickN = 0;
-    this.setSimulationInterval(() => this.tick(), period);
+    this.setSimulationInterval(timed(() => this.tick()), period);
+    this.onMessage(0, (client, m) => {
+      counters.inputs++;
+      const e = this.ents[client.userData.slot % this.n];
+      if (Array.isArray(m) && e) { e.x = (e.x + 1000 + m[0]) % 1000; e.y = (e.y + 1000 + m[1]) % 1000; }
+    });
   }
 
   tick() {
@@ -60,6 +78,7 @@ class BenchRoom extends Room {
 
   onJoin(client) {
     const slot = counters.joins++;
+    client.userData = { slot };
     if (this.every) {
       client.view = new StateView();
       for (let i = slot % this.every; i < this.n; i += this.every) client.view.add(this.ents[i]);
@@ -72,6 +91,6 @@ gameServer.define('bench', BenchRoom);
 await gameServer.listen(o.port, '127.0.0.1');
 const reply = serveCommands({
   gc: () => { if (global.gc) { global.gc(); global.gc(); } return { ok: true }; },
-  stats: () => ({ ...counters }),
+  stats: () => { const total = cpuNow(); return { ...counters, out_cpu_us: outCpuUs, in_cpu_us: total - outCpuUs }; },
 });
 reply({ ready: true, pid: process.pid });

@@ -10,7 +10,11 @@ cores is left to the server under test.
 
 Scenarios: fanout (`subscribers` on one channel, one publisher sending `burst` messages
 `rate` times a second; units = deliveries), rpc (`clients` connections each keeping one
-echo request in flight; units = round trips), memory ("connect" opens idle connections).
+echo request in flight; units = round trips), memory ("connect" opens idle connections),
+mmo (the floor of mmo_floor.py: `clients` bots join with b"J" and answer every frame,
+b"T" + tick number, with one input of INPUT_SIZE bytes, the size of a Tickwire bot's;
+units = frames of bot 0, with `messages`, `bytes`, `wire_bytes` and `client_ticks`
+counted as bench/tickwire_mmo_load.py counts them).
 Latency is measured on one subscriber in `sample_every` (fan-out: publish to delivery),
 or on every round trip.
     python picows_load.py --proto ws
@@ -31,6 +35,9 @@ from picows import WSListener, WSMsgType, ws_connect
 BINARY, TEXT, CLOSE = WSMsgType.BINARY, WSMsgType.TEXT, WSMsgType.CLOSE
 now = time.perf_counter
 MAX_LATENCY_SAMPLES = 200_000
+INPUT_SIZE = 9  # a Tickwire bot's Input: type, room, seq (2 bytes), Steer payload (type, length, 4)
+INPUT = b"I" * INPUT_SIZE
+TICK = struct.Struct("<BI")
 
 
 class Load:
@@ -50,6 +57,8 @@ class Load:
         self.running = False
         self.task: asyncio.Task | None = None
         self.request = b""
+        self.bots: list = []
+        self.mmo = dict.fromkeys(("messages", "bytes", "wire_bytes", "client_ticks", "inputs"), 0)
 
     def latency(self, ms: float) -> None:
         if len(self.lat) < MAX_LATENCY_SAMPLES:
@@ -75,6 +84,7 @@ class Client(WSListener):
         self.subscribed = False
         self.sent_at = 0.0
         self.t = None
+        self.last_tick = -1
 
     def _set_ready(self) -> None:
         if not self.ready.done():
@@ -85,6 +95,8 @@ class Client(WSListener):
         if self.load.proto == "ws":
             if self.role == "sub":
                 t.send(BINARY, b"S")
+            elif self.role == "bot":
+                t.send(BINARY, b"J")
             else:
                 self._set_ready()
 
@@ -92,7 +104,9 @@ class Client(WSListener):
         mt = frame.msg_type
         L = self.load
         if mt == BINARY:
-            if self.role == "sub":
+            if self.role == "bot":
+                self.bot_frame(t, frame.get_payload_as_bytes())
+            elif self.role == "sub":
                 if not self.subscribed:
                     self.subscribed = True  # the b"s" answer
                     self._set_ready()
@@ -138,6 +152,25 @@ class Client(WSListener):
                 t.send(TEXT, b"3")
         elif mt == CLOSE:
             t.disconnect()
+
+
+    def bot_frame(self, t, msg: bytes) -> None:
+        if msg == b"j":
+            self._set_ready()
+            return
+        c = self.load.mmo
+        n = len(msg)
+        c["messages"] += 1
+        c["bytes"] += n
+        c["wire_bytes"] += n + (2 if n < 126 else 4 if n < 65536 else 10)
+        tick = TICK.unpack_from(msg)[1]
+        if self.last_tick >= 0:
+            c["client_ticks"] += tick - self.last_tick
+        self.last_tick = tick
+        if self.sampled:
+            self.load.units += 1
+        t.send(BINARY, INPUT)
+        c["inputs"] += 1
 
 
 async def open_clients(L: Load, n: int, role: str, sample_every: int = 0, conc: int = 100) -> tuple[list, int, str]:
@@ -194,6 +227,13 @@ async def setup(L: Load, cmd: dict) -> dict:
         return {"ok": True, "connected": n, "errors": errors}
     if L.scenario == "memory":
         return {"ok": True, "connected": 0}
+    if L.scenario == "mmo":
+        n = int(L.p.get("clients", 100))
+        # One client in n is "sampled": bot 0 alone, whose frames are the units (ticks).
+        L.bots, errors, first = await open_clients(L, n, "bot", n, conc=50)
+        if len(L.bots) < n:
+            return {"error": f"only {len(L.bots)} of {n} bots joined ({first})"}
+        return {"ok": True, "connected": n, "errors": errors, "ms": round((now() - t0) * 1000)}
     return {"error": f"picows_load does not run scenario {L.scenario!r}"}
 
 
@@ -233,6 +273,8 @@ def start(L: Load, cmd: dict) -> dict:
 
 
 def sample(L: Load, cmd: dict) -> dict:
+    if L.scenario == "mmo":
+        return {"t": now(), "units": L.units, **L.mmo}
     lat, L.lat = L.lat, []
     # every delivery and every echo is a frame of its own here
     return {"t": now(), "units": L.units, "frames": L.units, "published": L.published, **percentiles(lat)}
