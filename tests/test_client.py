@@ -151,7 +151,9 @@ def test_tls_wss(tmp_path):
 def test_tickwire_run_serves_and_sigterm_closes_clients_with_1001():
     with ServerProcess("sample_game.app:app") as server:
         async def scenario():
-            c = Client(f"ws://127.0.0.1:{server.port}/", reconnect=False)
+            from sample_game.generated import game
+
+            c = Client(f"ws://127.0.0.1:{server.port}/", schemas=[game], reconnect=False)
             await c.connect()
             assert await c.call("echo", {"ok": True}) == {"ok": True}
             server.proc.send_signal(signal.SIGTERM)
