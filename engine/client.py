@@ -25,7 +25,6 @@ from typing import Any, AsyncIterator, Callable, Iterable
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WSConnectionClosed
-from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from ._generated import protocol as P
 from .codec import PACKED_SUBPROTOCOL

@@ -21,6 +21,20 @@ from typing import Any, TextIO
 __all__ = ["JsonLineHandler", "LogSink", "configure_child", "configure_supervisor", "record_from_line"]
 
 
+def as_record(record: logging.LogRecord, process: str) -> dict[str, Any]:
+    """The one shape of a log record in the central log (what JSON lines hold)."""
+    out: dict[str, Any] = {
+        "t": round(record.created, 6),
+        "level": record.levelname,
+        "process": process,
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    if record.exc_info:
+        out["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+    return out
+
+
 class JsonLineHandler(logging.Handler):
     """Writes each record as one JSON line (what a child sends to the supervisor)."""
 
@@ -31,16 +45,7 @@ class JsonLineHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            out: dict[str, Any] = {
-                "t": round(record.created, 6),
-                "level": record.levelname,
-                "process": self.process,
-                "logger": record.name,
-                "msg": record.getMessage(),
-            }
-            if record.exc_info:
-                out["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-            self.stream.write(json.dumps(out, ensure_ascii=False) + "\n")
+            self.stream.write(json.dumps(as_record(record, self.process), ensure_ascii=False) + "\n")
             self.stream.flush()
         except Exception:  # logging must never take a process down
             self.handleError(record)
@@ -118,16 +123,7 @@ class _SinkHandler(logging.Handler):
         self.process = process
 
     def emit(self, record: logging.LogRecord) -> None:
-        rec: dict[str, Any] = {
-            "t": round(record.created, 6),
-            "level": record.levelname,
-            "process": self.process,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            rec["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        self.sink.write(rec)
+        self.sink.write(as_record(record, self.process))
 
 
 def configure_supervisor(sink: LogSink, level: str = "INFO") -> None:

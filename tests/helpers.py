@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import signal
+import threading
+import urllib.error
+import urllib.request
 import socket
 import subprocess
 import sys
@@ -159,3 +164,72 @@ def schema_module(text: str, name: str = "inline") -> Any:
     module = types.ModuleType(f"{name}_schema")
     exec(compile(generate_python(model), module.__name__, "exec"), module.__dict__)
     return module
+
+
+class Cluster:
+    """`tickwire run` with a supervisor, its log stream collected, stopped on exit."""
+
+    def __init__(self, *args: str, app: str = "tests.cluster_app:app", workers: int = 2, brokers: int = 1):
+        self.port = free_port()
+        self.app = app
+        self.args = [
+            sys.executable, "-m", "engine.cli", "run", app, "--host", "127.0.0.1", "--port", str(self.port),
+            "--workers", str(workers), "--brokers", str(brokers), "--log-format", "json", *args,
+        ]
+        self.lines: list[str] = []
+        self.proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> "Cluster":
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._collect, daemon=True).start()
+        deadline = time.monotonic() + 60  # generous: CI machines are shared
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("cluster exited:\n" + "\n".join(self.lines))
+            try:
+                if self.health()["status"] == "ok":
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError("cluster did not start:\n" + "\n".join(self.lines))
+
+    def _collect(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def records(self) -> list[dict[str, Any]]:
+        out = []
+        for line in list(self.lines):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"raw": line})
+        return out
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            return r.read()
+
+    def health(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.get("/health"))
+        except urllib.error.HTTPError as exc:  # 503 while degraded still carries the body
+            return json.loads(exc.read())
+
+    def pids(self) -> dict[str, int]:
+        return {p["process"]: p["pid"] for p in self.health()["processes"]}
+
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from engine import App, Client, RemoteError, Settings
+from engine import App, Client, RemoteError
 from engine._generated import protocol as P
 from engine.codec import PACKED_SUBPROTOCOL
 from engine.errors import CloseCode, ErrorCode

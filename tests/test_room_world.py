@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 
-from engine import App, Client
+from engine import Client
 from engine._generated import protocol as P
 from engine.interest import ClientWorld, SyncLayout, apply_entity_sync
 from engine.rooms import Room, World

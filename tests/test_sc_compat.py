@@ -8,11 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from typing import Any, Awaitable, Callable
 
 import pytest
@@ -25,7 +20,7 @@ from engine.sccodec import ScCodec
 
 import sc_app
 from conftest import IN_CI, require_tool
-from helpers import ROOT, arun, close_code, eventually, free_port, serving, url
+from helpers import ROOT, Cluster, arun, close_code, eventually, free_port, serving, url
 
 SCRIPT = os.path.join(ROOT, "tests", "sc", "client.mjs")
 APP = "tests.sc_app:app"
@@ -75,42 +70,6 @@ async def scenario(name: str, port: int, *args: str, on_ready: Ready | None = No
             await proc.wait()
     assert proc.returncode == 0, f"{name} exited with {proc.returncode}: {steps}"
     return steps
-
-
-class Cluster:
-    """`python -m engine.cli run tests.sc_app:app --workers N --brokers 1`, stopped on exit."""
-
-    def __init__(self, workers: int = 2):
-        self.port = free_port()
-        self.args = [
-            sys.executable, "-m", "engine.cli", "run", APP, "--host", "127.0.0.1", "--port", str(self.port),
-            "--workers", str(workers), "--brokers", "1", "--log-format", "text",
-        ]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> "Cluster":
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "the cluster exited"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
-                    if json.loads(r.read()).get("status") == "ok":
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError("the cluster did not start")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 # ----------------------------------------------------------------------------------------
@@ -198,7 +157,7 @@ def test_reconnect_and_resubscribe_after_the_server_restarts():
 
 def test_tokens_across_reconnects_and_workers():
     node()
-    with Cluster(workers=2) as cluster:
+    with Cluster(app=APP, workers=2, brokers=1) as cluster:
         steps = arun(scenario("tokens", cluster.port, "--workers", "2"), timeout=90)
     assert steps["login"]["result"] == "ok"
     assert steps["token"] == {"step": "token", "authState": "authenticated", "user": "ann", "hasExp": True}
@@ -247,7 +206,7 @@ def test_socketcluster_and_tickwire_clients_share_channels_across_workers():
                 await c.close()
         return {"steps": steps, **seen}
 
-    with Cluster(workers=2) as cluster:
+    with Cluster(app=APP, workers=2, brokers=1) as cluster:
         r = arun(run(cluster.port), timeout=90)
     steps = r["steps"]
     assert r["worker"] != steps["where"]["where"], "both clients ended up on one worker"

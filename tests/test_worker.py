@@ -13,7 +13,6 @@ from engine import App, BadRequest, Blocked, Client, RemoteError, Timeout
 from engine._generated import protocol as P
 from engine.errors import CloseCode, ErrorCode
 from engine.limits import Limits
-from engine.packed import Codebook
 
 from helpers import CODEBOOK, arun, client, close_code, eventually, raw, recv_messages, serving, url
 
@@ -244,7 +243,6 @@ def test_handshake_middleware_rejects_with_4008():
 
 
 def test_typed_channel_accepts_its_type_only():
-    from engine.schema import load
     from engine.schema.gen_python import generate_python
     import types
 
