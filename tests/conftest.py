@@ -24,3 +24,12 @@ def require_tool(name: str) -> str:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return path
+
+
+def require_node_bin(name: str) -> str:
+    """A command from tests/node_modules/.bin (installed by `npm ci` in tests/), or skip
+    (fail in CI)."""
+    local = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node_modules", ".bin", name)
+    if os.path.exists(local):
+        return local
+    return require_tool(name)

@@ -78,16 +78,10 @@ const ping: protocol.AnyMessage = { $type: "Ping" };
 
 
 def test_typescript_declarations_compile(tmp_path):
-    # tsc is not a dependency of the project: this runs where tests/node_modules has
-    # typescript (add it to tests/package.json to run it in CI), and skips elsewhere.
-    import shutil
+    # typescript is pinned in tests/package.json: missing, this skips (fails in CI).
+    from conftest import require_node_bin
 
-    import pytest
-
-    tsc = os.path.join(ROOT, "tests", "node_modules", ".bin", "tsc")
-    tsc = tsc if os.path.exists(tsc) else shutil.which("tsc")
-    if tsc is None:
-        pytest.skip("tsc is not installed (tests/node_modules/.bin/tsc)")
+    tsc = require_node_bin("tsc")
     check = tmp_path / "check.ts"
     check.write_text(TS_CHECK % {"root": ROOT})
     files = [str(check), "codecs/js/packed.d.ts", "codecs/js/generated/protocol.d.ts", "tests/golden/everything.d.ts"]
