@@ -4,6 +4,7 @@
     tickwire restart --pid-file F                 rolling restart of its workers
     tickwire schema compile SCHEMA... --out DIR   compile schemas to Python and JS codecs
     tickwire bench [SCENARIO...] [--quick] ...    Tickwire and the anchors, side by side (bench/)
+    tickwire bots --n N URL                       N Python clients walking in the sample game
 """
 
 from __future__ import annotations
@@ -162,6 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.set_defaults(func=None)
 
     sub.add_parser("bench", help="benchmarks: Tickwire and the anchors side by side (see bench/README.md)", add_help=False)
+
+    from . import bots
+
+    b = sub.add_parser("bots", help="N Python clients that join the sample game's world and walk (Ctrl-C stops)")
+    bots.add_arguments(b)
+    b.set_defaults(func=bots.run_from_args)
 
     args, rest = parser.parse_known_args(argv)
     if args.command == "schema":
