@@ -5,6 +5,7 @@
     tickwire schema compile SCHEMA... --out DIR   compile schemas to Python and JS codecs
     tickwire bench [SCENARIO...] [--quick] ...    Tickwire and the anchors, side by side (bench/)
     tickwire bots --n N URL                       N Python clients walking in the sample game
+    tickwire create NAME                          a new project that runs as is
 """
 
 from __future__ import annotations
@@ -169,6 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     b = sub.add_parser("bots", help="N Python clients that join the sample game's world and walk (Ctrl-C stops)")
     bots.add_arguments(b)
     b.set_defaults(func=bots.run_from_args)
+
+    from . import scaffold
+
+    n = sub.add_parser("create", help="write a new project (schema, room, web page, README, smoke test)")
+    scaffold.add_arguments(n)
+    n.set_defaults(func=scaffold.run_from_args)
 
     args, rest = parser.parse_known_args(argv)
     if args.command == "schema":
