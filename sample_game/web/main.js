@@ -19,6 +19,18 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
 function boot() {
+  // Behind the name card, the meadow itself, the camera drifting around the plaza.
+  const preview = new Renderer($("view"));
+  let previewing = true;
+  const drift = (now) => {
+    if (!previewing) return;
+    preview.cam.x = 2000 + Math.cos(now / 9000) * 260;
+    preview.cam.y = 2000 + Math.sin(now / 9000) * 160;
+    preview.draw(emptyScene(now));
+    requestAnimationFrame(drift);
+  };
+  requestAnimationFrame(drift);
+  addEventListener("meadow:playing", () => (previewing = false), { once: true });
   const form = $("join-form");
   const input = $("join-name");
   input.value = params.get("name") ?? localStorage.getItem("meadow.name") ?? "";
@@ -53,7 +65,13 @@ async function play(name) {
   }
   $("join").hidden = true;
   document.body.classList.add("playing");
+  dispatchEvent(new Event("meadow:playing"));
   new Game(client, room).start();
+}
+
+function emptyScene(now) {
+  const none = new Map();
+  return { now, me: null, entities: none, motion: none, seenAt: none, roster: none, bubbles: none, target: null, grid: null };
 }
 
 /** Join the world; after a reload, take the same seat back (the avatar waits for its

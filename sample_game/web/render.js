@@ -85,8 +85,10 @@ export class Renderer {
     ctx.globalAlpha = 1;
     // Screen space: labels stay crisp and the same size whatever the zoom.
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    for (const [id, e] of order) {
-      if (e.kind !== KIND.PLAYER) continue;
+    // Everyone's name and words, then ours on top of them.
+    const players = order.filter(([id, e]) => Math.round(e.kind) === KIND.PLAYER && id !== scene.me);
+    if (me !== undefined) players.push([scene.me, me]);
+    for (const [id, e] of players) {
       const p = this.toScreen(e.x, e.y);
       if (p.x < -100 || p.x > this.width + 100 || p.y < -60 || p.y > this.height + 100) continue;
       ctx.globalAlpha = fadeIn(scene, id);
@@ -97,7 +99,7 @@ export class Renderer {
     }
     ctx.globalAlpha = 1;
     this.drawVignette();
-    this.drawMinimap(scene, me);
+    if (me !== undefined) this.drawMinimap(scene, me);
   }
 
   visibleRect() {
