@@ -9,13 +9,14 @@ directory is whole again within a second. New rooms go to the least-loaded worke
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any, Awaitable, Callable
 
 from .errors import NotFound, Unavailable, error_from_code
 from .rooms import joinable, matches
 
-__all__ = ["RoomDirectory", "LocalDirectory", "SupervisorDirectory", "new_room_id", "unwrap"]
+__all__ = ["RoomDirectory", "Matchmaker", "LocalDirectory", "SupervisorDirectory", "new_room_id", "unwrap"]
 
 
 def new_room_id(room_type: str) -> str:
@@ -88,12 +89,43 @@ class RoomDirectory:
 Creator = Callable[[str, str, str, Any], Awaitable[dict[str, Any]]]
 
 
+class Matchmaker:
+    """Join-or-create over a RoomDirectory, one decision per room type at a time.
+
+    Without the lock, two players asking for the same type at the same moment both find
+    no room and create two (a one-world game would split its players); with it, the
+    second finds the room the first created."""
+
+    def __init__(self, book: RoomDirectory, host: Callable[[str, str, Any], Awaitable[dict[str, Any]]], place: Callable[[], str]):
+        self.book = book
+        self.host = host  # (owner, room_type, options) -> the new room's info
+        self.place = place
+        self.locks: dict[str, asyncio.Lock] = {}
+
+    async def find_or_create(self, room_type: str, filters: Any, options: Any, create: bool) -> dict[str, Any]:
+        filters = filters if isinstance(filters, dict) else None
+        if create:
+            return await self.host(self.place(), room_type, options)
+        lock = self.locks.setdefault(room_type, asyncio.Lock())
+        async with lock:
+            info = self.book.find(room_type, filters)
+            if info is not None:
+                return info
+            return await self.host(self.place(), room_type, options)
+
+
 class LocalDirectory:
     """The directory in the same process as its workers (one worker, or a test's several)."""
 
     def __init__(self) -> None:
         self.book = RoomDirectory()
         self.creators: dict[str, Creator] = {}
+        self.matchmaker = Matchmaker(self.book, self._create, self.book.place)
+
+    async def _create(self, owner: str, room_type: str, options: Any) -> dict[str, Any]:
+        info = await self.creators[owner](owner, room_type, new_room_id(room_type), options)
+        self.book.add(owner, info)
+        return self.book.rooms[info["room_id"]]
 
     def attach(self, worker: str, create: Creator) -> None:
         self.creators[worker] = create
@@ -116,14 +148,7 @@ class LocalDirectory:
         return info
 
     async def find_or_create(self, room_type: str, filters: Any, options: Any, create: bool) -> dict[str, Any]:
-        if not create:
-            info = self.book.find(room_type, filters if isinstance(filters, dict) else None)
-            if info is not None:
-                return info
-        owner = self.book.place()
-        info = await self.creators[owner](owner, room_type, new_room_id(room_type), options)
-        self.book.add(owner, info)
-        return self.book.rooms[info["room_id"]]
+        return await self.matchmaker.find_or_create(room_type, filters, options, create)
 
     async def listing(self, room_type: str, filters: Any) -> list[dict[str, Any]]:
         return self.book.listing(room_type, filters if isinstance(filters, dict) else None)

@@ -35,7 +35,7 @@ from typing import Any
 
 from .auth import KEY_ENV, generate_key
 from .control import ControlLink, send_fd
-from .directory import RoomDirectory, new_room_id, unwrap
+from .directory import Matchmaker, RoomDirectory, new_room_id, unwrap
 from .errors import TickwireError, Unavailable, wire_error
 from .logs import LogSink, configure_supervisor, record_from_line
 from .metrics import COUNTERS, bus_metrics_text, prometheus_text, room_metrics_text
@@ -137,7 +137,12 @@ class Supervisor:
         self.retired_closes: dict[str, dict[str, int]] = {}
         self.retired_bus: dict[str, dict[str, int]] = {}
         self.draining: list[Child] = []
-        self.directory = RoomDirectory()  # old generations finishing during a rolling restart
+        self.directory = RoomDirectory()
+        self.matchmaker = Matchmaker(
+            self.directory,
+            lambda owner, room_type, options: self._host(owner, room_type, new_room_id(room_type), options),
+            self._place,
+        )  # old generations finishing during a rolling restart
         self.runtime_dir = ""
         self.stopping = False
         self.signals = 0
@@ -361,11 +366,7 @@ class Supervisor:
         return self.directory.rooms[room_id]
 
     async def _find_or_create(self, room_type: str, filters: Any, options: Any, create: bool) -> dict[str, Any]:
-        if not create:
-            info = self.directory.find(room_type, filters if isinstance(filters, dict) else None)
-            if info is not None:
-                return info
-        return await self._host(self._place(), room_type, new_room_id(room_type), options)
+        return await self.matchmaker.find_or_create(room_type, filters, options, create)
 
     def _place(self, avoid: str = "") -> str:
         live = {w.node for w in self.workers if _up(w) and not w.retiring and w.node != avoid}

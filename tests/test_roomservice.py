@@ -222,3 +222,4 @@ def test_players_are_told_when_the_room_closes():
             await pb.close()
 
     arun(scenario())
+

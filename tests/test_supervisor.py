@@ -458,3 +458,19 @@ def test_rolling_restart_moves_a_room_that_serialises_itself():
                 await c.close()
 
         arun(scenario(), timeout=90)
+
+
+def test_simultaneous_joins_across_workers_share_one_new_room():
+    # Each join asks the supervisor over a control link, and the owner over another:
+    # without the matchmaker's lock per type, all of them found no room and made one each.
+    with Cluster(workers=2, brokers=1) as cluster:
+        async def scenario():
+            clients = [Client(cluster.url()) for _ in range(6)]
+            for c in clients:
+                await c.connect()
+            rooms = await asyncio.gather(*[c.join_room("tally") for c in clients])
+            assert len({r.id for r in rooms}) == 1
+            for c in clients:
+                await c.close()
+
+        arun(scenario())
