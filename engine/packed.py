@@ -219,6 +219,8 @@ _ONE_BYTE = tuple(bytes((i,)) for i in range(128))
 def uvarint_bytes(v: int) -> bytes:
     if 0 <= v < 128:
         return _ONE_BYTE[v]  # type ids, counts and channel ids, in segment headers
+    if 0 < v < 16384:
+        return bytes((v & 0x7F | 0x80, v >> 7))  # sequence numbers, in every Tick header
     out = bytearray()
     w_uvarint(out, v)
     return bytes(out)

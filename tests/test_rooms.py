@@ -6,7 +6,8 @@ import pytest
 
 from engine._generated import protocol as P
 from engine.errors import Blocked, Forbidden, LimitExceeded
-from engine.rooms import Room
+from engine.packed import Codebook, EncodeError
+from engine.rooms import Room, TickHeaders
 from engine.testing import RoomKit
 
 
@@ -60,6 +61,21 @@ def test_a_send_tick_with_nothing_to_say_still_sends_the_header():
     quiet = a.frames[-1]
     assert [type(m) for m in quiet] == [P.Tick]
     assert len(kit.codebook.encode(quiet[0])) <= 12
+
+
+def test_tick_headers_are_the_codebooks_tick_records():
+    cb = Codebook(P)
+    values = [0, 1, 127, 128, 300, 16383, 16384, 2**21, 2**32 - 1]
+    for tick, time_ms in [(0, 0), (5, 250), (16384, 2**32 - 1)]:
+        headers = TickHeaders(cb, tick, time_ms)
+        for i, v in enumerate(values):
+            handle, other = values[(i + 3) % len(values)], values[(i * 5) % len(values)]
+            assert headers.header(handle, v, other, v) == cb.encode(P.Tick(handle, tick, time_ms, v, other, v))
+    # Out of uint32, the codebook's refusal as before.
+    with pytest.raises(EncodeError):
+        TickHeaders(cb, 1, 2**32).header(1, 0, 0, 0)
+    with pytest.raises(EncodeError):
+        TickHeaders(cb, 1, 1).header(1, 0, 0, 2**32)
 
 
 def test_late_ticks_are_skipped_and_counted_by_default():
