@@ -172,22 +172,25 @@ def _varint_chunks(pos: np.ndarray, v: np.ndarray, lens: np.ndarray) -> tuple[np
     return np.concatenate(ps), np.concatenate(vs)
 
 
-def _write_chunks(nbytes: int, pos: np.ndarray, val: np.ndarray, maxwidth: int) -> bytes:
+def _write_chunks(nbytes: int, pos: np.ndarray, val: np.ndarray) -> bytes:
     """Bytes with each value (at most 32 bits) OR-ed in at its bit position, LSB first.
 
-    Chunks never share a bit, so adding their bytes equals OR-ing them: one bincount per
-    byte plane does the whole tick's bit packing (15,000 chunks: ~0.2 ms here), where
-    np.bitwise_or.at or a per-bit expansion costs several times that.
+    Chunks never share a bit, so adding them equals OR-ing them: one bincount over 32-bit
+    words does the whole tick's bit packing, where np.bitwise_or.at or a per-bit
+    expansion costs several times that. A value shifted by its offset in its word spans
+    at most two words, and a word's sum stays under 2**32, exact in the float64 weights
+    bincount takes. (Byte planes instead took three passes for a 13-bit id and 5 times
+    as long: 1.03 against 0.21 ms for the 27,000 chunks of a tick of 5,000 moving
+    entities seen by 1,000 clients, measured here.)
     """
     if nbytes == 0:
         return b""
-    byte0 = pos >> 3
-    shifted = val << (pos & 7).astype(np.uint64)
-    planes = (maxwidth + 7 + 7) // 8
-    idx = np.concatenate([byte0 + k for k in range(planes)])
-    w = np.concatenate([((shifted >> np.uint64(8 * k)) & np.uint64(0xFF)) for k in range(planes)])
-    out = np.bincount(idx, weights=w.astype(np.float64), minlength=nbytes + planes)
-    return out[:nbytes].astype(np.uint8).tobytes()
+    word = pos >> 5
+    shifted = val << (pos & 31).astype(np.uint64)
+    idx = np.concatenate((word, word + 1))
+    w = np.concatenate((shifted & np.uint64(0xFFFFFFFF), shifted >> np.uint64(32))).astype(np.float64)
+    out = np.bincount(idx, weights=w, minlength=(nbytes + 3) // 4 + 1)
+    return out.astype("<u4").tobytes()[:nbytes]
 
 
 class Interest:
@@ -659,7 +662,6 @@ class Interest:
         later = (rank > 0) & ~plain
         pos_parts = [rpos[plain], rpos[later]]
         val_parts = [ids[plain].astype(np.uint64), gap[later].astype(np.uint64)]
-        maxw = min(lay.id_bits, 32)
         at = rpos + np.where(plain, lay.id_bits, np.where(rank > 0, r_gapw, 0))
         for i, w in enumerate(lay.widths):
             sel = ((fmask >> np.uint64(i)) & np.uint64(1)).astype(bool)
@@ -670,11 +672,9 @@ class Interest:
             if w > 32:
                 pos_parts += [p, p + 32]
                 val_parts += [v & np.uint64(0xFFFFFFFF), v >> np.uint64(32)]
-                maxw = 32
             else:
                 pos_parts.append(p)
                 val_parts.append(v)
-                maxw = max(maxw, w)
             at = at + sel * w
         # Headers: op tag and group count of each segment; code, count, gap width and
         # (gap-coded groups) first id of each group.
@@ -691,8 +691,7 @@ class Interest:
             vp, vv = _varint_chunks(p, v, ln)
             pos_parts.append(vp)
             val_parts.append(vv)
-        maxw = max(maxw, 8)
-        buf = _write_chunks(total, np.concatenate(pos_parts), np.concatenate(val_parts), maxw)
+        buf = _write_chunks(total, np.concatenate(pos_parts), np.concatenate(val_parts))
         lens = np.zeros(2 * ncells, np.int64)
         lens[s_id] = s_tot
         np.cumsum(lens, out=off[1:])
