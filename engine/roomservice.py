@@ -505,11 +505,17 @@ class RoomService:
 
     def deliver(self, shared: list[bytes], sections: list[tuple[str, bytes, list[int] | None, list[bytes]]]) -> None:
         """One send tick of one room: ONE frame per client, with what it had queued."""
+        picked: dict[int, list[bytes]] = {}  # the parts of each index list (players with one view share it)
         for socket_id, header, idx, private in sections:
             sock = self.sockets.get(socket_id)
             if sock is None or sock.closed:
                 continue
-            parts = shared if idx is None else [shared[i] for i in idx]
+            if idx is None:
+                parts = shared
+            else:
+                parts = picked.get(id(idx))  # type: ignore[assignment]
+                if parts is None:
+                    parts = picked[id(idx)] = [shared[i] for i in idx]
             sock.room_frame(header, parts, private)
 
     def seats_gone(self, room_id: str, players: list[int], code: int, reason: str) -> None:

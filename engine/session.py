@@ -225,6 +225,18 @@ class Session:
         self.pending_calls -= 1
         return self.send(msg)
 
+    def frames_with(self, parts: Sequence[bytes]) -> Sequence[bytes]:
+        """take_frames() after pushing `parts` (a room's section at its send tick). When
+        nothing else is queued, the usual case, the frame is the parts joined, without
+        the queue: a room's 1,000 frames a tick go through here."""
+        if self.out is None and self.state != CLOSING:
+            data = self.wire.join(parts)
+            if len(data) <= self.limits.max_out_frame_size:
+                return (data,)
+        for part in parts:
+            self.push(part)
+        return self.take_frames()
+
     def take_frames(self) -> Sequence[bytes]:
         """Everything queued since the last flush, as frames: one unless over the limit."""
         out = self.out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ._generated import protocol as P
 from .errors import CloseCode
@@ -129,7 +129,13 @@ class Socket:
             session.out_size += len(data)
 
     def flush(self) -> None:
-        frames = self.session.take_frames()
+        self._write(self.session.take_frames())
+
+    def room_frame(self, header: bytes, shared: Sequence[bytes], private: Sequence[bytes]) -> None:
+        """A room's send tick: what was queued, then the room's section, as ONE frame."""
+        self._write(self.session.frames_with([header, *shared, *private]))
+
+    def _write(self, frames: Sequence[bytes]) -> None:
         if frames:
             conn = self.conn
             text = self.codec.text
@@ -138,16 +144,6 @@ class Socket:
                 if conn.send_frame(frame, text):
                     stats.frames_out += 1
                     stats.bytes_out += len(frame)
-
-    def room_frame(self, header: bytes, shared: list[bytes], private: list[bytes]) -> None:
-        """A room's send tick: what was queued, then the room's section, as ONE frame."""
-        session = self.session
-        session.push(header)
-        for part in shared:
-            session.push(part)
-        for part in private:
-            session.push(part)
-        self.flush()
 
     def finish(self) -> None:
         """If the session decided to close, write what is queued, then the close frame."""
