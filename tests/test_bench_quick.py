@@ -1,8 +1,8 @@
 """SLOW, end to end: `python -m bench --quick` runs every scenario against every system and
 writes well-formed results, the chart and a README section.
 
-About 4-5 minutes on the 2-core machine (the anchors' runs, and 16 of Tickwire's: one
-worker in 6 scenarios, the 1- and 2-worker clusters in 5), plus the anchors' first
+About 5 minutes on the 2-core machine (the anchors' runs, and 17 of Tickwire's: one
+worker in 7 scenarios, the 1- and 2-worker clusters in 5), plus the anchors' first
 install into the bench cache (npm ci and pip from the package registries, about 30 s).
 It checks that the harness, every anchor and every Tickwire system work, never how fast:
 no figure is compared with anything. The systems are bench/catalog.py's, so a system
