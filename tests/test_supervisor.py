@@ -335,35 +335,37 @@ def test_one_log_stream_tagged_by_process_with_uncaught_errors():
 
 
 def test_shutdown_leaves_no_orphans_and_second_sigint_forces():
-    cluster = Cluster(workers=2, brokers=1).__enter__()
-    sup = cluster.proc
-    assert sup is not None
-    kids = children_of(sup.pid)
-    assert len(kids) == 3
-    sup.send_signal(signal.SIGTERM)
-    assert sup.wait(40) == 0
-    time.sleep(0.2)
-    assert not any(alive(pid) for pid in kids)
+    # Each cluster is a context manager, so a failing assertion still stops it.
+    with Cluster(workers=2, brokers=1) as cluster:
+        sup = cluster.proc
+        assert sup is not None
+        kids = children_of(sup.pid)
+        assert len(kids) == 3
+        sup.send_signal(signal.SIGTERM)
+        assert sup.wait(40) == 0
+        time.sleep(0.2)
+        assert not any(alive(pid) for pid in kids)
     # Killing the supervisor outright: its children follow it (parent-death signal).
-    cluster = Cluster(workers=2, brokers=1).__enter__()
-    kids = children_of(cluster.proc.pid)  # type: ignore[union-attr]
-    cluster.proc.kill()  # type: ignore[union-attr]
-    cluster.proc.wait()  # type: ignore[union-attr]
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in kids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(alive(pid) for pid in kids)
+    with Cluster(workers=2, brokers=1) as cluster:
+        assert cluster.proc is not None
+        kids = children_of(cluster.proc.pid)
+        cluster.proc.kill()
+        cluster.proc.wait()
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in kids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in kids)
     # A second SIGINT does not wait for a slow drain.
-    cluster = Cluster(app="tests.slow_shutdown_app:app", workers=1, brokers=0)
-    cluster.__enter__()
-    kids = children_of(cluster.proc.pid)  # type: ignore[union-attr]
-    cluster.proc.send_signal(signal.SIGINT)  # type: ignore[union-attr]
-    time.sleep(0.5)
-    assert cluster.proc.poll() is None  # type: ignore[union-attr]
-    cluster.proc.send_signal(signal.SIGINT)  # type: ignore[union-attr]
-    assert cluster.proc.wait(5) != 0  # type: ignore[union-attr]
-    time.sleep(0.3)
-    assert not any(alive(pid) for pid in kids)
+    with Cluster(app="tests.slow_shutdown_app:app", workers=1, brokers=0) as cluster:
+        assert cluster.proc is not None
+        kids = children_of(cluster.proc.pid)
+        cluster.proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert cluster.proc.poll() is None
+        cluster.proc.send_signal(signal.SIGINT)
+        assert cluster.proc.wait(5) != 0
+        time.sleep(0.3)
+        assert not any(alive(pid) for pid in kids)
 
 
 async def room_on_both(cluster: Cluster, room_type: str) -> tuple[dict[str, Client], dict[str, Any], str]:
