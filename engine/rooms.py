@@ -167,7 +167,8 @@ class Room:
     def on_dispose(self) -> None: ...
 
     def serialise(self) -> Any:
-        """JSON-able state to move this room to another process; None if it cannot move."""
+        """JSON-able state to move this room to another process; None if it cannot move.
+        (A room with a `world` does not move yet: its entities and views stay behind.)"""
         return None
 
     def restore(self, data: Any) -> None:

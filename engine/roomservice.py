@@ -296,6 +296,11 @@ class RoomService:
         runner = self.hosted.get(room_id)
         if runner is None:
             return None
+        if runner.interest is not None:
+            # Not yet: a world's entity table and its players' views do not move, so a
+            # room with a world finishes where it is (within its drain_timeout).
+            log.info("room %s has a world, which does not move yet; it finishes here", room_id)
+            return None
         data = runner.room.serialise()
         if data is None:
             return None

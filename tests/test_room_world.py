@@ -215,3 +215,23 @@ def test_drop_and_rejoin_hooks():
     a.drop()
     a.rejoin()
     assert kit.room.events == [f"drop {a.id}", f"rejoin {a.id}"]
+
+
+def test_a_room_with_a_world_is_not_moved_by_a_rolling_restart():
+    class Movable(Field):
+        def serialise(self):
+            return {"anything": 1}
+
+    async def scenario():
+        from helpers import serving
+
+        app = __import__("engine").App()
+        app.room("field", Movable)
+        async with serving(app) as w:
+            c = Client(url(w))
+            await c.connect()
+            room = await c.join_room("field")
+            assert w.rooms.snapshot(room.id) is None  # stays, rather than move half of itself
+            await c.close()
+
+    arun(scenario())
