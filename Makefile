@@ -19,10 +19,9 @@ setup: $(BIN)/tickwire
 run: setup
 	$(BIN)/tickwire run sample_game.app:app --port $(PORT)
 
-# Debian packages the tests drive for real: nats-server, Chromium, flatc.
+# Debian packages the tests drive for real: Chromium, flatc, Node.js.
 system-deps:
 	@missing=""; \
-	command -v nats-server >/dev/null || missing="$$missing nats-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v flatc >/dev/null || missing="$$missing flatbuffers-compiler"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
