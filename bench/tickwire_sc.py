@@ -27,6 +27,7 @@ from bench.anchors.install import NODE, ensure_node_group, node_binary, node_ver
 from bench.process import ProcessSpec
 from bench.proc import tool_version
 from bench.system import Env, RunContext, System, Unavailable
+from bench.tickwire_systems import _commit
 
 APP = "bench.tickwire_sc_app:app"
 
@@ -63,13 +64,3 @@ class TickwireScJson(System):
             raise Unavailable(f"{self.name} was not prepared")
         return ProcessSpec([node_binary(), "sc_load.js"], cwd=str(self.dir))
 
-
-def _commit(repo: Path) -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine"], cwd=repo, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-    if rev.returncode != 0:
-        return "?"
-    return rev.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")

@@ -10,11 +10,12 @@ subscriber; publish-out middleware runs once per message here, not per subscribe
 from __future__ import annotations
 
 import heapq
+import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._generated import protocol as P
 from .bus import Bus
-from .errors import LimitExceeded
+from .errors import LimitExceeded, TickwireError
 from .metrics import Metrics
 from .middleware import PublishOut, PublishOutSocket
 from .packed import Payload
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from .socket import Socket
 
 __all__ = ["Channel", "ChannelTable"]
+
+log = logging.getLogger("tickwire.channels")
 
 
 class Channel:
@@ -146,8 +149,8 @@ class ChannelTable:
             req = PublishOut(name, payload, self.decode)
             try:
                 self.publish_out(req)
-            except Exception:
-                self.stats.middleware_blocks += 1
+            except Exception as exc:
+                self._blocked(exc, "publish_out")
                 return
             if req._changed:
                 assert self.to_payload is not None
@@ -163,6 +166,13 @@ class ChannelTable:
             delivered += len(group)
         self.stats.deliveries += delivered
 
+    def _blocked(self, exc: BaseException, kind: str) -> None:
+        """A delivery middleware refused a message; anything but a TickwireError is a
+        bug in the middleware, and its traceback goes to the log."""
+        self.stats.middleware_blocks += 1
+        if not isinstance(exc, TickwireError):
+            log.error("%s middleware failed", kind, exc_info=exc)
+
     def _deliver_each(self, ch: Channel, payload: Payload) -> None:
         """The opt-in slow path: publish_out_socket middleware once per recipient."""
         assert self.publish_out_socket is not None and self.to_payload is not None
@@ -172,8 +182,8 @@ class ChannelTable:
                 req = PublishOutSocket(sock, ch.name, payload, self.decode)
                 try:
                     self.publish_out_socket(req)
-                except Exception:
-                    self.stats.middleware_blocks += 1
+                except Exception as exc:
+                    self._blocked(exc, "publish_out_socket")
                     continue
                 if req._changed:
                     sock.deliver(codec.channel_message(ch.prefix(codec), self.to_payload(req._value)))

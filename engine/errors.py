@@ -26,7 +26,6 @@ __all__ = [
     "ProtocolViolation",
     "RemoteError",
     "ConnectionClosed",
-    "error_for_code",
     "error_from_code",
     "reconnect_allowed",
     "wire_error",
@@ -153,10 +152,6 @@ class RemoteError(TickwireError):
 
     def __repr__(self) -> str:
         return f"RemoteError({self.name}, {self.message!r})"
-
-
-def error_for_code(code: int, message: str) -> RemoteError:
-    return RemoteError(code, message)
 
 
 def error_from_code(code: int, message: str) -> TickwireError:

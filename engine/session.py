@@ -217,9 +217,6 @@ class Session:
         self.out_size += len(data)
         return False
 
-    def welcome(self, msg: Any) -> bool:
-        return self.send(msg)
-
     def reply(self, cid: int, msg: Any) -> bool:
         """Answer a Call (msg is Result or Error) and release its pending slot."""
         self.pending_calls -= 1

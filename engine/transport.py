@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import Any, Protocol
+from typing import Protocol
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
@@ -172,10 +172,6 @@ class Connection(asyncio.Protocol):
         self.ws.send_response(response)
         self.write_pending()
 
-    @property
-    def is_open(self) -> bool:
-        return self.ws.state is OPEN
-
     def send_frame(self, data: bytes, text: bool = False) -> bool:
         """Write one complete frame now; False when the connection is no longer open."""
         if not self.writable:
@@ -222,6 +218,3 @@ class Connection(asyncio.Protocol):
                 # websockets asks for EOF: a server closes the TCP connection right away.
                 transport.close()
                 return
-
-    def extra(self, name: str) -> Any:
-        return self.transport.get_extra_info(name) if self.transport is not None else None
