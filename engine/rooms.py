@@ -32,7 +32,7 @@ from __future__ import annotations
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from ._generated import protocol as P
 from .errors import Forbidden, LimitExceeded
@@ -246,39 +246,52 @@ class TickStats:
                 return
 
 
-@dataclass
-class PlayerSection:
-    """One player's part of a send tick: its header, shared parts by index, its own parts."""
+class PlayerSection(NamedTuple):
+    """One player's part of a send tick: its Tick header, the shared messages of its view
+    (`SendTick.views[view]`), then its own messages."""
 
     player_id: int
     worker: str
     socket_id: str
     header: bytes
-    shared: list[int] | None  # indices into SendTick.shared; None means all of them (read-only)
+    view: int  # index into SendTick.views
     private: Sequence[bytes]
 
 
 @dataclass
 class SendTick:
+    """One send tick of a room. `shared` holds every message that more than one player
+    gets, each encoded once; `views` the distinct lists of them that players get, as
+    indices into `shared` (`views[0]`: what every player gets). Players with the same
+    view (most of them share one with others) point at the same list, so a worker joins
+    each view's bytes once, however many of its players see it."""
+
     room_id: str
     tick: int
     shared: list[bytes]
+    views: list[list[int]]
     players: list[PlayerSection]
 
     def parts(self, section: PlayerSection) -> list[bytes]:
         """What one player's frame section holds, in order."""
-        shared = self.shared if section.shared is None else [self.shared[i] for i in section.shared]
-        return [section.header, *shared, *section.private]
+        return [section.header, *(self.shared[i] for i in self.views[section.view]), *section.private]
 
     def by_worker(self) -> dict[str, list[PlayerSection]]:
+        players = self.players
+        if players and all(s.worker == players[0].worker for s in players):
+            return {players[0].worker: players}
         out: dict[str, list[PlayerSection]] = {}
-        for s in self.players:
+        for s in players:
             out.setdefault(s.worker, []).append(s)
         return out
 
 
 NOTHING: tuple[bytes, ...] = ()  # a section without private parts (shared: never appended to)
 U32 = 0xFFFFFFFF
+# Varints of 0 to 2**14 - 1 (one or two bytes), looked up by the per-player loop instead of
+# encoded: input sequence numbers stay under it for the first ~14 minutes of 20 inputs a
+# second, echo ages always. Bigger values take uvarint_bytes.
+SMALL_VARINTS = tuple(uvarint_bytes(i) for i in range(1 << 14))
 
 
 class TickHeaders:
@@ -286,10 +299,12 @@ class TickHeaders:
 
     A header is six varints after the type id (schemas/protocol.fbs: room, tick, time_ms,
     applied_seq, echo_seq, echo_age_ms). The first three are the same for every player
-    with the same room handle (almost always all of them), so they are encoded once and
-    each header is that prefix and three varints: ~4 times faster than encoding a Tick
-    record per player. A value outside uint32 takes the codebook's path, which refuses it
-    as it always did. tests/test_rooms.py checks the bytes against the codebook's.
+    with the same room handle (almost always all of them), so they are encoded once
+    (`prefix()`) and each header is that prefix and three varints, looked up in
+    SMALL_VARINTS when they are small: ~4 times faster than encoding a Tick record per
+    player. RoomRunner._send inlines `header()`'s usual path. A value outside uint32
+    takes the codebook's path, which refuses it as it always did. tests/test_rooms.py
+    checks the bytes against the codebook's.
     """
 
     __slots__ = ("codebook", "tick", "time_ms", "prefixes", "fast")
@@ -301,15 +316,20 @@ class TickHeaders:
         self.prefixes: dict[int, bytes] = {}
         self.fast = 0 <= tick <= U32 and 0 <= time_ms <= U32
 
+    def prefix(self, handle: int) -> bytes | None:
+        """The header's first varints for room handle `handle`; None when a value is
+        outside uint32 (then only header()'s codebook path can encode it)."""
+        prefix = self.prefixes.get(handle)
+        if prefix is None and self.fast and 0 <= handle <= U32:
+            prefix = self.prefixes[handle] = (
+                TICK_TYPE + uvarint_bytes(handle) + uvarint_bytes(self.tick) + uvarint_bytes(self.time_ms)
+            )
+        return prefix
+
     def header(self, handle: int, applied_seq: int, echo_seq: int, echo_age_ms: int) -> bytes:
-        if self.fast and 0 <= applied_seq <= U32 and 0 <= echo_seq <= U32 and 0 <= echo_age_ms <= U32:
-            prefix = self.prefixes.get(handle)
-            if prefix is None and 0 <= handle <= U32:
-                prefix = self.prefixes[handle] = (
-                    TICK_TYPE + uvarint_bytes(handle) + uvarint_bytes(self.tick) + uvarint_bytes(self.time_ms)
-                )
-            if prefix is not None:
-                return prefix + uvarint_bytes(applied_seq) + uvarint_bytes(echo_seq) + uvarint_bytes(echo_age_ms)
+        prefix = self.prefix(handle)
+        if prefix is not None and 0 <= applied_seq <= U32 and 0 <= echo_seq <= U32 and 0 <= echo_age_ms <= U32:
+            return prefix + uvarint_bytes(applied_seq) + uvarint_bytes(echo_seq) + uvarint_bytes(echo_age_ms)
         return self.codebook.encode(P.Tick(handle, self.tick, self.time_ms, applied_seq, echo_seq, echo_age_ms))
 
 
@@ -578,63 +598,64 @@ class RoomRunner:
         state = self._state_part()
         shared = state + self.shared
         self.shared = []
-        common = len(shared)  # every player gets these
+        everyone = list(range(len(shared)))  # every player gets these
+        views = [everyone]
         sync = self.interest.tick() if self.interest is not None else None
+        view_of: list[int] | None = None  # interest client slot -> its view in `views`
         if sync is not None:
-            shared += sync.shared  # entity messages shared by players with the same view
-        sizes = [len(s) for s in shared]
-        common_size = sum(sizes[:common])
-        # Per player, this loop is the room's whole per-client cost besides the write
-        # (1,000 players: ~1.5 ms of a send tick here), so it builds little: each Tick
-        # header from a prefix shared by every player with the same room handle, each
-        # player's shared-part indices from one list per distinct view message.
+            # Entity messages shared by players with the same view centre: view k + 1.
+            views += [[*everyone, len(shared) + k] for k in range(len(sync.shared))]
+            shared += sync.shared
+            view_of = (sync.shared_of + 1).tolist()
+        view_size = [sum(len(shared[i]) for i in v) for v in views]
+        # Per player, this loop is the room's whole per-client cost besides the write, so it
+        # builds little: the Tick header as a prefix shared by the players with the same
+        # room handle and three looked-up varints (TickHeaders.header, inlined), and a
+        # plain tuple (PlayerSection) that names the player's view by index.
         ticker = TickHeaders(self.codebook, room.tick, int((now - self.created) * 1000))
-        everyone = list(range(common))
-        picked: dict[int, list[int]] = {}
-        shared_of = sync.shared_of.tolist() if sync is not None else None
+        prefixes = ticker.prefixes
+        small = SMALL_VARINTS
+        nsmall = len(small)
+        section = tuple.__new__  # PlayerSection(...) without a Python-level __new__ call
         sections = []
         total = 0  # bytes of every player's section, as sent
         for player in room.players.values():
             if not player.connected:
                 continue
-            header = ticker.header(
-                player.handle,
-                player.applied_seq,
-                player.echo_seq,
-                int((now - player.echo_at) * 1000) if player.echo_seq else 0,
-            )
+            applied, echo = player.applied_seq, player.echo_seq
+            age = int((now - player.echo_at) * 1000) if echo else 0
+            prefix = prefixes.get(player.handle)
+            if prefix is not None and applied < nsmall and echo < nsmall and 0 <= age < nsmall:
+                header = prefix + small[applied] + small[echo] + small[age]
+            else:
+                header = ticker.header(player.handle, applied, echo, age)
             private: Sequence[bytes] = NOTHING
             if player.outbox:
                 private, player.outbox = player.outbox, []
-            first: list[bytes] = []
+            view = 0
+            if view_of is not None and player.view >= 0:
+                view = view_of[player.view]
+                if not view:
+                    private = [*sync.messages[player.view], *private]  # type: ignore[union-attr]
             if player.needs_state:
-                player.needs_state = False
-                if self.interest is not None:
-                    first.append(self._sync_info(player.handle))
-                if not state and self.last_state is not None:
-                    first.append(self.last_state)  # unchanged state: newcomers need it too
-            indices: list[int] | None = None
-            size = len(header) + common_size
-            if shared_of is not None:
-                k = shared_of[player.view] if player.view >= 0 else -1
-                if k >= 0:
-                    indices = picked.get(k)
-                    if indices is None:
-                        indices = picked[k] = [*everyone, common + k]
-                    size += sizes[common + k]
-                else:
-                    indices = everyone
-                    if player.view >= 0:
-                        first.extend(sync.messages[player.view])  # type: ignore[union-attr]
-            if first:
-                private = first + list(private)
+                private = [*self._first_parts(player, state), *private]
+            sections.append(section(PlayerSection, (player.id, player.worker, player.socket_id, header, view, private)))
+            total += len(header) + view_size[view]
             if private:
-                size += sum(map(len, private))
-            sections.append(PlayerSection(player.id, player.worker, player.socket_id, header, indices, private))
-            total += size
+                total += sum(map(len, private))
         self.stats.sends += 1
         self.stats.bytes_sent += total
-        return SendTick(room.id, room.tick, shared, sections)
+        return SendTick(room.id, room.tick, shared, views, sections)
+
+    def _first_parts(self, player: Player, state: list[bytes]) -> list[bytes]:
+        """What a newcomer gets before anything else: the entity layout, the room state."""
+        player.needs_state = False
+        first = []
+        if self.interest is not None:
+            first.append(self._sync_info(player.handle))
+        if not state and self.last_state is not None:
+            first.append(self.last_state)  # unchanged state: newcomers need it too
+        return first
 
     def _sync_info(self, handle: int) -> bytes:
         info = self.interest.layout.info()

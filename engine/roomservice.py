@@ -22,13 +22,14 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._generated import cluster as C
 from ._generated import protocol as P
 from .errors import BadRequest, ErrorCode, Forbidden, LimitExceeded, NotFound, TickwireError, error_from_code, wire_error
 from .packed import Codebook, DecodeContext, DecodeError, Payload
-from .rooms import Player, Room, RoomRunner, SendTick
+from .rooms import Player, PlayerSection, Room, RoomRunner, SendTick
 
 if TYPE_CHECKING:
     from .socket import Socket
@@ -137,27 +138,20 @@ class RoomService:
     def _send(self, runner: RoomRunner, out: SendTick) -> None:
         for worker, sections in out.by_worker().items():
             if worker == self.name:
-                self.deliver(out.shared, [(s.socket_id, s.header, s.shared, s.private) for s in sections])
+                self.deliver(out.shared, out.views, sections)
                 continue
-            # Each worker gets the shared segments its players use, once, re-indexed.
-            used = sorted({i for s in sections if s.shared is not None for i in s.shared})
-            if any(s.shared is None for s in sections):
-                used = list(range(len(out.shared)))
+            # Each worker gets the views its players have and their segments, once,
+            # re-indexed.
+            vused = sorted({s.view for s in sections})
+            used = sorted({i for v in vused for i in out.views[v]})
             where = {old: new for new, old in enumerate(used)}
+            vwhere = {old: new for new, old in enumerate(vused)}
             batch = C.RoomBatch(
                 out.room_id,
                 out.tick,
                 [C.Segment(out.shared[i]) for i in used],
-                [
-                    C.Section(
-                        s.socket_id,
-                        s.header,
-                        s.shared is None,
-                        [where[i] for i in s.shared] if s.shared is not None else [],
-                        [C.Segment(p) for p in s.private],
-                    )
-                    for s in sections
-                ],
+                [C.View([where[i] for i in out.views[v]]) for v in vused],
+                [C.Section(s.socket_id, s.header, vwhere[s.view], [C.Segment(p) for p in s.private]) for s in sections],
             )
             self.worker.bus.publish(INBOX + worker, CLUSTER.payload(batch))
 
@@ -508,20 +502,15 @@ class RoomService:
                 self.worker.bus.publish(INBOX + seat.owner, CLUSTER.payload(C.RoomDrop(seat.room_id, seat.player)))
         sock.rooms = None
 
-    def deliver(self, shared: list[bytes], sections: list[tuple[str, bytes, list[int] | None, list[bytes]]]) -> None:
-        """One send tick of one room: ONE frame per client, with what it had queued."""
-        picked: dict[int, list[bytes]] = {}  # the parts of each index list (players with one view share it)
-        for socket_id, header, idx, private in sections:
-            sock = self.sockets.get(socket_id)
-            if sock is None or sock.closed:
-                continue
-            if idx is None:
-                parts = shared
-            else:
-                parts = picked.get(id(idx))  # type: ignore[assignment]
-                if parts is None:
-                    parts = picked[id(idx)] = [shared[i] for i in idx]
-            sock.room_frame(header, parts, private)
+    def deliver(self, shared: list[bytes], views: list[list[int]], sections: Iterable[PlayerSection]) -> None:
+        """One send tick of one room: ONE frame per client, with what it had queued. Each
+        view's shared bytes are joined once, for all of its players."""
+        tails = [b"".join([shared[i] for i in v]) for v in views]
+        get = self.sockets.get
+        for _, _, socket_id, header, view, private in sections:
+            sock = get(socket_id)
+            if sock is not None:
+                sock.room_frame(header, tails[view], private)
 
     def seats_gone(self, room_id: str, players: list[int], code: int, reason: str) -> None:
         wanted = set(players)
@@ -565,9 +554,14 @@ class RoomService:
         match msg:
             case C.RoomBatch():
                 shared = [s.data for s in msg.shared]
+                views = [[int(i) for i in v.segments] for v in msg.views]
+                if any(i >= len(shared) for v in views for i in v) or any(s.view >= len(views) for s in msg.sections):
+                    log.error("room batch of %s with an index out of range", msg.room_id)
+                    return
                 self.deliver(
                     shared,
-                    [(s.socket_id, s.header, None if s.all_shared else [int(i) for i in s.shared], [p.data for p in s.private]) for s in msg.sections],
+                    views,
+                    [PlayerSection(0, self.name, s.socket_id, s.header, s.view, [p.data for p in s.private]) for s in msg.sections],
                 )
             case C.RoomInputs():
                 for rec in msg.inputs:

@@ -131,9 +131,20 @@ class Socket:
     def flush(self) -> None:
         self._write(self.session.take_frames())
 
-    def room_frame(self, header: bytes, shared: Sequence[bytes], private: Sequence[bytes]) -> None:
-        """A room's send tick: what was queued, then the room's section, as ONE frame."""
-        self._write(self.session.frames_with([header, *shared, *private]))
+    def room_frame(self, header: bytes, shared: bytes, private: Sequence[bytes]) -> None:
+        """A room's send tick: what was queued, then the room's section (its Tick header,
+        the shared bytes of its view, its own messages), as ONE frame."""
+        if self.closed:
+            return
+        frames = self.session.frames_with((header, shared, *private) if private else (header, shared))
+        if len(frames) == 1:
+            frame = frames[0]
+            if self.conn.send_frame(frame, self.codec.text):
+                stats = self.worker.stats
+                stats.frames_out += 1
+                stats.bytes_out += len(frame)
+        else:
+            self._write(frames)
 
     def _write(self, frames: Sequence[bytes]) -> None:
         if frames:

@@ -162,7 +162,7 @@ def test_messages_to_one_to_all_and_excluding():
     assert a.messages[-1] == "all" and b.messages[-1] == "all"
     # A broadcast is encoded once: the same bytes object in both sections.
     last = kit.sends[-1]
-    assert len(last.shared) == 1 and all(s.shared is None for s in last.players)
+    assert len(last.shared) == 1 and all(last.views[s.view] == [0] for s in last.players)
 
 
 def test_full_and_locked_rooms_and_on_join_refusal():
