@@ -53,6 +53,9 @@ class Settings:
     compression: bool = False  # permessage-deflate: costs CPU on every frame; game frames are small
     batch_interval: float = 0.0  # 0: flush at the end of the event loop iteration
     shutdown_timeout: float = 5.0
+    # memory: freed C heap a server process keeps for the next send tick instead of giving
+    # it back and faulting it in again (engine/heap.py); 0 leaves the allocator as it is
+    heap_pad: int = 16 << 20
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "Settings":
