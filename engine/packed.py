@@ -213,14 +213,15 @@ def w_uvarint(out: bytearray, v: int) -> None:
     out.append(v)
 
 
-_ONE_BYTE = tuple(bytes((i,)) for i in range(128))
+# The varints of 0 to 2**14 - 1 (one or two bytes), looked up instead of encoded: type ids,
+# counts and channel ids in segment headers, and the input sequence numbers and echo ages
+# of every Tick header (a room's send tick indexes this table directly, per player).
+SMALL_UVARINTS = tuple(bytes((i,)) if i < 128 else bytes((i & 0x7F | 0x80, i >> 7)) for i in range(1 << 14))
 
 
 def uvarint_bytes(v: int) -> bytes:
-    if 0 <= v < 128:
-        return _ONE_BYTE[v]  # type ids, counts and channel ids, in segment headers
-    if 0 < v < 16384:
-        return bytes((v & 0x7F | 0x80, v >> 7))  # sequence numbers, in every Tick header
+    if 0 <= v < 16384:
+        return SMALL_UVARINTS[v]
     out = bytearray()
     w_uvarint(out, v)
     return bytes(out)

@@ -37,7 +37,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 from ._generated import protocol as P
 from .errors import Forbidden, LimitExceeded
 from .limits import TokenBucket
-from .packed import Codebook, uvarint_bytes
+from .packed import SMALL_UVARINTS, Codebook, uvarint_bytes
 
 __all__ = ["Room", "World", "Player", "RoomRunner", "SendTick", "PlayerSection", "TickStats", "TickHeaders"]
 
@@ -288,10 +288,6 @@ class SendTick:
 
 NOTHING: tuple[bytes, ...] = ()  # a section without private parts (shared: never appended to)
 U32 = 0xFFFFFFFF
-# Varints of 0 to 2**14 - 1 (one or two bytes), looked up by the per-player loop instead of
-# encoded: input sequence numbers stay under it for the first ~14 minutes of 20 inputs a
-# second, echo ages always. Bigger values take uvarint_bytes.
-SMALL_VARINTS = tuple(uvarint_bytes(i) for i in range(1 << 14))
 
 
 class TickHeaders:
@@ -301,7 +297,7 @@ class TickHeaders:
     applied_seq, echo_seq, echo_age_ms). The first three are the same for every player
     with the same room handle (almost always all of them), so they are encoded once
     (`prefix()`) and each header is that prefix and three varints, looked up in
-    SMALL_VARINTS when they are small: ~4 times faster than encoding a Tick record per
+    SMALL_UVARINTS (engine/packed.py) when they are small: ~4 times faster than encoding a Tick record per
     player. RoomRunner._send inlines `header()`'s usual path. A value outside uint32
     takes the codebook's path, which refuses it as it always did. tests/test_rooms.py
     checks the bytes against the codebook's.
@@ -614,7 +610,7 @@ class RoomRunner:
         # plain tuple (PlayerSection) that names the player's view by index.
         ticker = TickHeaders(self.codebook, room.tick, int((now - self.created) * 1000))
         prefixes = ticker.prefixes
-        small = SMALL_VARINTS
+        small = SMALL_UVARINTS
         nsmall = len(small)
         section = tuple.__new__  # PlayerSection(...) without a Python-level __new__ call
         sections = []

@@ -136,15 +136,7 @@ class Socket:
         the shared bytes of its view, its own messages), as ONE frame."""
         if self.closed:
             return
-        frames = self.session.frames_with((header, shared, *private) if private else (header, shared))
-        if len(frames) == 1:
-            frame = frames[0]
-            if self.conn.send_frame(frame, self.codec.text):
-                stats = self.worker.stats
-                stats.frames_out += 1
-                stats.bytes_out += len(frame)
-        else:
-            self._write(frames)
+        self._write(self.session.frames_with((header, shared, *private) if private else (header, shared)))
 
     def _write(self, frames: Sequence[bytes]) -> None:
         if frames:
