@@ -178,7 +178,7 @@ Connector = Callable[[Callable[[], Link], str], Awaitable[Any]]
 class _Remote:
     """One broker as the bus sees it."""
 
-    __slots__ = ("id", "path", "link", "ready", "gone", "task", "connections")
+    __slots__ = ("id", "path", "link", "ready", "gone", "task", "connections", "settling")
 
     def __init__(self, broker_id: int, path: str):
         self.id = broker_id
@@ -188,6 +188,7 @@ class _Remote:
         self.gone: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.connections = 0
+        self.settling: asyncio.Task[None] | None = None  # the barrier this tick's SUBs wait on
 
 
 class BrokerBus:
@@ -256,13 +257,21 @@ class BrokerBus:
     def attach(self, deliver: Deliver) -> None:
         self.deliver = deliver
 
-    def subscribe(self, channel: str) -> None:
+    def subscribe(self, channel: str) -> asyncio.Future[None] | None:
+        """Declare `channel` to its owner; the returned awaitable completes once the owner
+        has the SUB, so a publish made anywhere after that reaches this worker. None when
+        the channel was declared before, or its owner is down (it gets every channel when
+        it is back)."""
         if channel in self.channels:
-            return
+            return None
         self.channels.add(channel)
-        link = self._remote_for(channel).link
-        if link is not None:
-            link.send(sub_frame(channel))
+        r = self._remote_for(channel)
+        if r.link is None:
+            return None
+        r.link.send(sub_frame(channel))
+        if r.settling is None:
+            r.settling = asyncio.ensure_future(self._settle(r))
+        return r.settling
 
     def unsubscribe(self, channel: str) -> None:
         if channel not in self.channels:
@@ -541,6 +550,17 @@ class BrokerBus:
             raise Timeout(f"no answer about {what!r} within {timeout} s") from None
         finally:
             self._pending.pop(rid, None)
+
+    async def _settle(self, r: _Remote) -> None:
+        """One round trip to `r` after every SUB sent to it in this loop iteration: the
+        link is ordered and the broker handles frames in order, so its answer means it has
+        them all. A failure is logged, not raised: the subscription stands and is declared
+        again when the broker is back."""
+        r.settling = None  # from here on a SUB waits on the next round trip
+        try:
+            await self._ask(r, lambda rid: presence_frame(rid, ""), self.settings.call_timeout, "subscriptions")
+        except TickwireError as exc:
+            log.warning("%s: broker %d did not confirm subscriptions: %s", self.name, r.id, exc)
 
     def _send_counts(self) -> None:
         if self._count_timer is not None:

@@ -40,7 +40,9 @@ class Bus(Protocol):
     def attach(self, deliver: Deliver) -> None:
         """Where messages for this endpoint's subscriptions go."""
 
-    def subscribe(self, channel: str) -> None: ...
+    def subscribe(self, channel: str) -> asyncio.Future[None] | None:
+        """Start getting `channel`'s publishes; an awaitable when that takes a round trip
+        (it completes once a publish from anywhere would reach this endpoint)."""
 
     def unsubscribe(self, channel: str) -> None: ...
 

@@ -9,6 +9,7 @@ subscriber; publish-out middleware runs once per message here, not per subscribe
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 from typing import TYPE_CHECKING, Any, Callable
@@ -32,7 +33,7 @@ log = logging.getLogger("tickwire.channels")
 class Channel:
     # Channels come and go by the thousand per second (SocketCluster's churn benchmark):
     # a new one allocates only what every channel needs; prefixes wait for a delivery.
-    __slots__ = ("name", "id", "type_id", "groups", "prefixes", "count", "info")
+    __slots__ = ("name", "id", "type_id", "groups", "prefixes", "count", "info", "ready")
 
     def __init__(self, name: str, channel_id: int, type_id: int):
         self.name = name
@@ -42,6 +43,9 @@ class Channel:
         self.groups: dict[Codec, set[Socket]] = {}  # subscribers by codec
         self.prefixes: dict[Codec, bytes] | None = None
         self.count = 0
+        # Pending while the bus declares the channel (a cluster's broker round trip); a
+        # subscriber is acknowledged once it is done, so it misses no publish made after.
+        self.ready: asyncio.Future[None] | None = None
 
     def prefix(self, codec: "Codec") -> bytes:
         prefixes = self.prefixes
@@ -92,7 +96,7 @@ class ChannelTable:
             ch = Channel(name, self._alloc_id(), self.type_for(name))
             self.by_name[name] = ch
             self.by_id[ch.id] = ch
-            self.bus.subscribe(name)
+            ch.ready = self.bus.subscribe(name)
         group = ch.groups.get(sock.codec)
         if group is None:
             group = ch.groups[sock.codec] = set()

@@ -731,6 +731,7 @@ class Worker:
         if chain.is_async:
             return self._subscribe_async(sock, msg)
         infos = []
+        pending = []
         for name in msg.channels:
             try:
                 self._check_name(name)
@@ -740,11 +741,25 @@ class Worker:
                     ch = self.channels.subscribe(sock, req.channel)
                     infos.append(P.ChannelInfo(name, ch.id, ch.type_id, 0, ""))
                 else:
-                    infos.append(self.channels.subscribe(sock, name).info)
+                    ch = self.channels.subscribe(sock, name)
+                    infos.append(ch.info)
+                if ch.ready is not None and not ch.ready.done():
+                    pending.append(ch.ready)
             except Exception as exc:
                 infos.append(self._refused_channel(name, exc))
+        if pending:
+            return self._subscribed_when_ready(sock, msg.cid, infos, pending)
         sock.send(P.Subscribed(msg.cid, infos))
         return None
+
+    async def _subscribed_when_ready(
+        self, sock: Socket, cid: int, infos: list[Any], pending: list[asyncio.Future[None]]
+    ) -> None:
+        """Acknowledge once the bus has every new channel: a publish made after the ack,
+        from any worker, reaches the subscriber. (`wait`, not `gather`: the round trips are
+        shared with other subscribers and must not be cancelled with this one.)"""
+        await asyncio.wait(pending)
+        sock.send(P.Subscribed(cid, infos))
 
     async def _subscribe_async(self, sock: Socket, msg: Any) -> None:
         chain = self.app.chain("subscribe")
@@ -758,6 +773,8 @@ class Worker:
                     return
                 ch = self.channels.subscribe(sock, req.channel)
                 infos.append(P.ChannelInfo(name, ch.id, ch.type_id, 0, ""))
+                if ch.ready is not None and not ch.ready.done():
+                    await asyncio.wait([ch.ready])
             except Exception as exc:
                 infos.append(self._refused_channel(name, exc))
         sock.send(P.Subscribed(msg.cid, infos))

@@ -468,6 +468,10 @@ def test_clients_on_different_workers_exchange_publishes_through_two_brokers(bro
                 for ch in channels.values():
                     await eventually(lambda ch=ch: _equals(w2.bus.presence(ch), 3), timeout=3)
                 await b.unsubscribe(*channels.values())
+                # An unsubscribe is local at once (b gets nothing more) and reaches the broker
+                # later, over w1's own link; a round trip on that link orders it before the
+                # publish below, so the broker no longer sends w1 the message at all.
+                await w1.bus.presence(channels[1])
                 await c.publish(channels[1], "after")
                 assert await subs[1][0].get(timeout=5) == "after"
                 await asyncio.sleep(0.05)
@@ -475,6 +479,65 @@ def test_clients_on_different_workers_exchange_publishes_through_two_brokers(bro
                 await eventually(lambda: _equals(w2.bus.presence(channels[1]), 2), timeout=3)
         finally:
             await stop_workers(workers)
+
+    arun(scenario())
+
+
+def delaying_connector(delay: float, tasks: set[asyncio.Task[Any]]):
+    """A BrokerBus `connect` whose worker-to-broker bytes arrive `delay` s late, in order:
+    a slow path between one worker and its brokers."""
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, wait: float) -> None:
+        try:
+            while data := await reader.read(65536):
+                if wait:
+                    await asyncio.sleep(wait)
+                writer.write(data)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def connect(factory, path: str) -> None:
+        loop = asyncio.get_running_loop()
+        to_broker_r, to_broker_w = await asyncio.open_unix_connection(path)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        await loop.create_unix_connection(factory, sock=ours)
+        from_worker_r, from_worker_w = await asyncio.open_unix_connection(sock=theirs)
+        for job in (pump(from_worker_r, to_broker_w, delay), pump(to_broker_r, from_worker_w, 0.0)):
+            task = loop.create_task(job)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    return connect
+
+
+def test_a_subscribe_is_acknowledged_only_once_the_broker_has_it(brokers):
+    # w0's SUBs reach the broker 0.2 s late. Were the ack sent at once, b's publish (from w1,
+    # whose link is fast) would reach the broker first and be lost to a.
+    procs = brokers(1)
+
+    async def scenario():
+        tasks: set[asyncio.Task[Any]] = set()
+        slow = BrokerBus(procs.paths, name="worker-0", settings=FAST, connect=delaying_connector(0.2, tasks))
+        w0 = Worker(make_app(), bus=slow, process="worker-0")
+        await w0.start("127.0.0.1", 0)
+        (w1,) = await start_workers(1, procs.paths)
+        try:
+            async with client(w0) as a, client(w0) as a2, client(w1) as b:
+                for i in range(3):
+                    subs = await a.subscribe(f"late.{i}", f"late.{i}.b")  # two new channels
+                    for sub in subs:
+                        await b.publish(sub.name, i)
+                        assert await sub.get(timeout=5) == i
+                (again,) = await a2.subscribe("late.0")  # declared by this worker already
+                await b.publish("late.0", "x")
+                assert await again.get(timeout=5) == "x"
+                assert slow.stats.dropped_down == 0
+        finally:
+            await stop_workers([w0, w1])
+            for task in list(tasks):
+                task.cancel()
 
     arun(scenario())
 
