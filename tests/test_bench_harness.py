@@ -925,7 +925,10 @@ def test_tickwire_mmo_load_in_two_processes_counts_every_bot(tmp_path):
     m = run.measure()
     c = m["counts"]
     assert m["setup"]["load_procs"] == 2 and m["stop"]["bots"] == 5
-    assert c["errors"] == 0 and m["frames_per_client_tick"] == 1.0 and c["messages"] == 5 * c["units"]
+    assert c["errors"] == 0 and m["frames_per_client_tick"] == 1.0
+    # Each process reads its counters a moment apart at each edge of the window, so a bot
+    # may count one tick more or less at either edge; a bot not counted would be 20 off.
+    assert c["units"] >= 10 and abs(c["messages"] - 5 * c["units"]) <= 2 * 5
     assert all(_gone(pid) for pid in (run.server.pid, run.load.pid))
 
 
