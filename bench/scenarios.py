@@ -218,9 +218,12 @@ MMO = Scenario(
         Derived("frames_per_client_tick", "messages", "client_ticks"),
         Derived("cpu_us_per_frame", "cpu_us", "messages"),
         # The server's own split of its CPU (its `stats`): the room's ticks (simulation,
-        # interest, encoding, writes) and everything else (the inputs, the event loop).
+        # interest, encoding, writes) and everything else (the inputs: read, queued and
+        # applied at the tick; the event loop). bench/tickwire_server.py says how.
         Derived("out_us_per_tick", "server.out_cpu_us", "units"),
         Derived("in_us_per_tick", "server.in_cpu_us", "units"),
+        Derived("apply_us_per_tick", "server.room_input_cpu_us", "units"),
+        Derived("wake_us_per_tick", "server.room_wake_cpu_us", "units"),
         Derived("out_us_per_frame", "server.out_cpu_us", "messages"),
         Derived("in_us_per_input", "server.in_cpu_us", "inputs"),
     ),

@@ -14,9 +14,13 @@ the window: it reads a line only when the harness sends one.
 With rooms, `stats` also splits the process's CPU time (cumulative µs):
 
 - `out_cpu_us`: the rooms' wake-ups (engine/roomservice.py measures each one's process
-  time): simulation, interest, encoding, and the writes of every frame;
-- `in_cpu_us`: everything else: reading and handling the clients' frames (the inputs),
-  and the event loop around them. The CPU of the stats commands themselves is left out.
+  time) less the part of them that applies queued inputs: simulation, interest, encoding,
+  and the writes of every frame: what the floor's ticks do (bench/anchors/python/mmo_floor.py);
+- `in_cpu_us`: everything else: reading, decoding and queuing the clients' inputs, the
+  event loop around them, and applying the inputs at the tick (`room_input_cpu_us`, the
+  rooms' `input_cpu_ms`: the game's on_input for every input, and the loop that feeds it).
+  The CPU of the stats commands themselves is left out.
+- `room_wake_cpu_us`: the wake-ups whole (out_cpu_us + room_input_cpu_us).
 
 and the rooms' counters summed (`room_sends`, `room_skipped_sends`, `room_inputs`, ...).
 `--stats module:function` adds what function(worker) returns (bench/tickwire_mmo_app.py's
@@ -52,10 +56,13 @@ class CpuSplit:
         for name in ("sends", "skipped_sends", "ticks", "skipped_ticks", "inputs", "inputs_dropped", "bytes_sent"):
             out["room_" + name] = sum(getattr(r.stats, name) for r in runners)
         rooms_cpu = sum(r.stats.cpu_ms for r in runners) / 1000
+        apply_cpu = sum(r.stats.input_cpu_ms for r in runners) / 1000
         t1 = time.process_time()
         self.excluded += t1 - t0
-        out["out_cpu_us"] = rooms_cpu * 1e6
-        out["in_cpu_us"] = (t1 - self.excluded - rooms_cpu) * 1e6
+        out["room_wake_cpu_us"] = rooms_cpu * 1e6
+        out["room_input_cpu_us"] = apply_cpu * 1e6
+        out["out_cpu_us"] = (rooms_cpu - apply_cpu) * 1e6
+        out["in_cpu_us"] = (t1 - self.excluded - rooms_cpu + apply_cpu) * 1e6
         return out
 
 

@@ -155,9 +155,13 @@ def room_metrics_text(rooms: Iterable[tuple[dict[str, str], str, dict[str, objec
             lines.append(f"{metric}_bucket{lab(b, r, s, extra)} {running}")
         lines.append(f"{metric}_sum{lab(b, r, s)} {s.get('tick_ms_sum', 0)}")
         lines.append(f"{metric}_count{lab(b, r, s)} {running}")
-    metric = f"{prefix}_room_tick_cpu_seconds_total"
-    lines += [f"# HELP {metric} CPU time of the room's wake-ups (process time while it ran)", f"# TYPE {metric} counter"]
-    lines += [f"{metric}{lab(b, r, s)} {float(s.get('tick_cpu_ms_sum', 0)) / 1000:.6f}" for b, r, s in rooms]
+    for name, key, help_text in (
+        ("tick_cpu", "tick_cpu_ms_sum", "CPU time of the room's wake-ups (process time while it ran)"),
+        ("input_cpu", "input_cpu_ms_sum", "The part of the wake-ups' CPU time spent applying queued inputs"),
+    ):
+        metric = f"{prefix}_room_{name}_seconds_total"
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
+        lines += [f"{metric}{lab(b, r, s)} {float(s.get(key, 0)) / 1000:.6f}" for b, r, s in rooms]
     return "\n".join(lines) + "\n" if lines else ""
 
 

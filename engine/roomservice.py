@@ -97,7 +97,7 @@ class RoomService:
         if room_id in self.hosted:
             return self.hosted[room_id].info()
         room = cls()
-        runner = RoomRunner(room, room_id, room_type, self.worker.codebook, self.loop.time())
+        runner = RoomRunner(room, room_id, room_type, self.worker.codebook, self.loop.time(), time.process_time)
         runner.on_removed = lambda player, reason: self._removed(runner, player, reason)
         if restore is not None:
             runner_state, room_state = restore
@@ -354,6 +354,7 @@ class RoomService:
                 "tick_ms": {str(k): v for k, v in r.stats.buckets.items()},
                 "tick_ms_sum": round(r.stats.total_ms, 3),
                 "tick_cpu_ms_sum": round(r.stats.cpu_ms, 3),
+                "input_cpu_ms_sum": round(r.stats.input_cpu_ms, 3),
             }
             for room_id, r in self.hosted.items()
         }

@@ -908,7 +908,8 @@ def test_a_tiny_tickwire_mmo_run_gets_one_frame_per_client_per_tick(tmp_path):
     server = m["server_counters"]
     assert server["room_sends"] == pytest.approx(c["units"], abs=3)
     assert server["room_inputs"] == pytest.approx(c["inputs"], abs=6 * 3)
-    assert server["out_cpu_us"] > 0 and server["in_cpu_us"] > 0
+    assert server["out_cpu_us"] > 0 and server["in_cpu_us"] > 0 and server["room_input_cpu_us"] > 0
+    assert server["room_wake_cpu_us"] == pytest.approx(server["out_cpu_us"] + server["room_input_cpu_us"])
     assert m["out_us_per_tick"] > 0 and 0.05 < m["view_frac_seen"] < 0.6 and m["frame_bytes_p50"] > 0
     assert m["setup"]["connected"] == 6 and m["setup"]["load_procs"] == 1
     assert all(_gone(pid) for pid in (run.server.pid, run.load.pid))

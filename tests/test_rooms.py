@@ -120,6 +120,27 @@ def test_inputs_apply_in_order_at_the_next_tick_and_the_sequence_is_echoed():
     assert kit.runner.stats.inputs_dropped == 1
 
 
+def test_the_cpu_of_applying_inputs_is_counted_apart_when_the_runner_has_a_cpu_clock():
+    class Metered(Counter):
+        def on_input(self, player, data):
+            cpu[0] += data  # applying this input "costs" data seconds of CPU
+            super().on_input(player, data)
+
+        def on_tick(self, now, dt):
+            cpu[0] += 100.0  # the simulation is not input application
+            super().on_tick(now, dt)
+
+    cpu = [0.0]
+    kit = RoomKit(Metered)
+    kit.runner.cpu_clock = lambda: cpu[0]
+    a = kit.join("a")
+    kit.advance(0.05)
+    assert kit.runner.stats.input_cpu_ms == 0
+    assert a.input(2) and a.input(3)
+    kit.advance(0.05)
+    assert kit.runner.stats.input_cpu_ms == pytest.approx(5000.0)
+
+
 def test_input_rate_limit_per_client():
     class Strict(Counter):
         max_inputs_per_second = 10

@@ -70,6 +70,7 @@ def test_join_input_state_and_one_frame_per_send_tick():
             assert ra.applied_seq == 3
             stats = w.rooms.room_stats()[ra.id]  # wake-ups are timed in wall and CPU time
             assert stats["sends"] > 0 and stats["tick_ms_sum"] > 0 and stats["tick_cpu_ms_sum"] > 0
+            assert 0 < stats["input_cpu_ms_sum"] < stats["tick_cpu_ms_sum"]  # the inputs' part of it
             # Replies ride the room's frame: each frame holds exactly one room section.
             frames.clear()
             await asyncio.gather(*[a.call("hosted") for _ in range(5)])
@@ -223,3 +224,11 @@ def test_players_are_told_when_the_room_closes():
 
     arun(scenario())
 
+
+def test_room_metrics_say_the_wake_ups_cpu_and_the_inputs_part_of_it():
+    from engine.metrics import room_metrics_text
+
+    text = room_metrics_text([({"process": "w0"}, "r1", {"type": "arena", "tick_cpu_ms_sum": 2500.0, "input_cpu_ms_sum": 500.0})])
+    labels = '{process="w0",room="r1",type="arena"}'
+    assert f"tickwire_room_tick_cpu_seconds_total{labels} 2.500000" in text.splitlines()
+    assert f"tickwire_room_input_cpu_seconds_total{labels} 0.500000" in text.splitlines()
