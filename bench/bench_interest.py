@@ -162,7 +162,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         out = grid.tick()
         t1 = time.perf_counter()
-        frames = [b"".join([header, *m]) for m in out.messages]
+        frames = [b"".join([header, *out.message(c)]) for c in range(out.shared_of.size)]
         t2 = time.perf_counter()
         split = phases.take(t1 - t0)
         if tick == 0:
@@ -180,8 +180,7 @@ def main(argv=None) -> int:
                 cells = views[k] = np.fromiter(grid.view_cells(c), np.int64)
             in_view += int(per_cell[cells].sum())
         frame_bytes = sum(map(len, frames))
-        own = np.flatnonzero(out.shared_of[: a.clients] < 0).tolist()
-        distinct = sum(map(len, out.shared)) + sum(len(m) for c in own for m in out.messages[c])
+        distinct = sum(map(len, out.shared)) + sum(map(len, out.own.values()))
         rows.append(
             {
                 "tick_ms": (t1 - t0) * 1e3,

@@ -648,7 +648,9 @@ class RoomRunner:
             if view_of is not None and player.view >= 0:
                 view = view_of[player.view]
                 if not view:
-                    private = [*sync.messages[player.view], *private]  # type: ignore[union-attr]
+                    own = sync.own.get(player.view)  # type: ignore[union-attr]
+                    if own is not None:
+                        private = [own, *private]
             if player.needs_state:
                 private = [*self._first_parts(player, state), *private]
             sections.append(section(PlayerSection, (player.id, player.worker, player.socket_id, header, view, private)))

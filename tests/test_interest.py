@@ -71,7 +71,7 @@ def run_tick(grid: Interest, worlds: dict[int, ClientWorld]):
     client gets at most one message per tick."""
     out = grid.tick()
     for c, w in worlds.items():
-        msgs = out.messages[c]
+        msgs = out.message(c)
         assert len(msgs) <= 1
         w.spawned.clear()
         w.despawned.clear()
@@ -333,12 +333,12 @@ def test_bytes_of_a_snapshot_an_update_and_a_departure():
     c = grid.add_client(5.0, 1.5)
     # Snapshot of cell 1: type 30, length 7; op tag 1<<1|0, one group; ENTER, one record,
     # plain ids (gap width 0); id 0 (4 bits) | x 2 (3) | y 3 (3) | hp 3 (4) = 0x0DA0.
-    assert grid.tick().messages[c] == (bytes.fromhex("1e 07 02 01 01 01 00 a0 0d"),)
-    assert grid.tick().messages[c] == ()  # nothing changed: nothing sent
+    assert grid.tick().message(c) == (bytes.fromhex("1e 07 02 01 01 01 00 a0 0d"),)
+    assert grid.tick().message(c) == ()  # nothing changed: nothing sent
     table["x"][e] = 5.5  # x offset 3; only x changed: mask 1, group header 1<<2|0
-    assert grid.tick().messages[c] == (bytes.fromhex("1e 06 02 01 04 01 00 30"),)
+    assert grid.tick().message(c) == (bytes.fromhex("1e 06 02 01 04 01 00 30"),)
     table.despawn(e)  # a departure group: header 2, one id
-    assert grid.tick().messages[c] == (bytes.fromhex("1e 06 02 01 02 01 00 00"),)
+    assert grid.tick().message(c) == (bytes.fromhex("1e 06 02 01 02 01 00 00"),)
 
 
 def test_bytes_of_a_gap_coded_group():
@@ -353,7 +353,7 @@ def test_bytes_of_a_gap_coded_group():
     records = (2 | 3 << 3 | 3 << 6) | (1 | 0 << 1 | 0 << 4 | 1 << 7) << 10 | (0 | 7 << 1 | 7 << 4 | 15 << 7) << 21
     data = bytes.fromhex("02 01 01 03 01 00") + records.to_bytes(4, "little")
     assert data.hex(" ") == "02 01 01 03 01 00 da 04 c2 ff"
-    assert grid.tick().messages[c] == (bytes([30, len(data)]) + data,)
+    assert grid.tick().message(c) == (bytes([30, len(data)]) + data,)
     world = ClientWorld(grid.layout)
     apply_entity_sync(world, data)
     assert world.entities == {e: table.quantised(e) for e in (0, 2, 3)}
@@ -400,9 +400,9 @@ def test_updates_start_the_tick_after_the_snapshot():
     out = grid.tick()
     # a gets the update; b gets a snapshot with the new value, and no update of the cell.
     world = ClientWorld(grid.layout)
-    apply_messages(world, out.messages[b][0])
+    apply_messages(world, out.message(b)[0])
     assert world.entities == {e: table.quantised(e)}
-    assert out.messages[a] != out.messages[b]
+    assert out.message(a) != out.message(b)
     assert out.segments == 1 and out.snapshots == 1
 
 
@@ -415,7 +415,7 @@ def test_steady_clients_share_one_message_object():
     grid.tick()
     table["x"][:] += 1.0
     out = grid.tick()
-    a, b, c, d = (out.messages[c] for c in cs)
+    a, b, c, d = (out.message(c) for c in cs)
     assert a[0] is b[0] is c[0]  # encoded once, shared
     assert d[0] is not a[0]
     assert len(out.shared) == 2 and out.shared_of[cs].tolist() == [1, 1, 1, 0]  # centres in cell order
@@ -519,7 +519,7 @@ def test_pause_and_resume_resync():
             table.spawn_many(40, x=rng.uniform(200, 300, 40), y=rng.uniform(200, 300, 40))
         table["x"][player] += 20
         out = run_tick(grid, worlds)
-        assert out.messages[c] == ()
+        assert out.message(c) == ()
     assert grid.subscribed(c) == set()
     grid.resume(c)
     for _ in range(12):
@@ -636,7 +636,7 @@ def test_bytes_per_moving_entity_is_at_most_5():
         moved = out.changes.alive & ((out.changes.mask & pos_bits) != 0)
         per_cell = np.bincount(out.cell[moved], minlength=lay.ncells)
         for c in grid.clients().tolist():
-            frame_bytes += 12 + sum(len(m) for m in out.messages[c])
+            frame_bytes += 12 + sum(len(m) for m in out.message(c))
             moved_in_view += int(per_cell[list(grid.view_cells(c))].sum())
     per_entity = frame_bytes / moved_in_view
     assert 3.0 < per_entity <= 5.0, per_entity

@@ -115,7 +115,7 @@ def scenario(struct, seed: int, *, capacity: int, cell_size: float, size: float,
             grid.resume(clients[3])
         out = grid.tick()
         for c in clients:
-            msgs = out.messages[c]
+            msgs = out.message(c)
             assert len(msgs) <= 1
             if msgs:
                 datas[c].append(data_of(msgs[0]))
