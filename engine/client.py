@@ -155,6 +155,11 @@ class ClientRoom:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    def _continues(self, msg: Any) -> bool:
+        """Whether this Tick repeats the last one: a section the server split over several
+        frames (over max_out_frame_size) names its room again at the top of each."""
+        return self.ticks > 0 and msg.tick == self.tick and msg.time_ms == self.time_ms
+
     def _tick(self, msg: Any, now: float) -> None:
         self.tick, self.time_ms, self.applied_seq = msg.tick, msg.time_ms, msg.applied_seq
         self.ticks += 1
@@ -421,7 +426,7 @@ class Client:
             match msg:
                 case P.Tick():
                     room = self.rooms.get(msg.room)
-                    if room is not None:
+                    if room is not None and not room._continues(msg):
                         room._tick(msg, now)
                 case P.RoomState():
                     if room is not None:

@@ -222,20 +222,28 @@ class Session:
         self.pending_calls -= 1
         return self.send(msg)
 
-    def frames_with(self, parts: Sequence[bytes]) -> Sequence[bytes]:
-        """take_frames() after pushing `parts` (a room's section at its send tick). When
-        nothing else is queued, the usual case, the frame is the parts joined, without
-        the queue: a room's 1,000 frames a tick go through here."""
+    def frames_with(self, section: Sequence[bytes]) -> Sequence[bytes]:
+        """take_frames() after pushing a room's section at its send tick: `section[0]` is
+        its Tick header, the rest its messages. When nothing else is queued, the usual
+        case, the frame is the section joined, without the queue.
+
+        A section over max_out_frame_size is split at message boundaries like the rest,
+        and each frame that continues it starts with its Tick header again: a message
+        belongs to the room of the Tick before it in the same frame (protocol.fbs), so
+        without it the client would drop what the later frames carry."""
         if self.out is None and self.state != CLOSING:
-            data = self.wire.join(parts)
+            data = self.wire.join(section)
             if len(data) <= self.limits.max_out_frame_size:
                 return (data,)
-        for part in parts:
+        start = len(self.out) if self.out is not None else 0
+        for part in section:
             self.push(part)
-        return self.take_frames()
+        return self.take_frames(section=(start, section[0]))
 
-    def take_frames(self) -> Sequence[bytes]:
-        """Everything queued since the last flush, as frames: one unless over the limit."""
+    def take_frames(self, section: tuple[int, bytes] | None = None) -> Sequence[bytes]:
+        """Everything queued since the last flush, as frames: one unless over the limit.
+        `section`: (index in the queue, header) of a room section that ends the queue;
+        frames that continue it repeat its header."""
         out = self.out
         if out is None:
             return ()
@@ -246,11 +254,12 @@ class Session:
         join = self.wire.join
         if size <= limit and not self.alone:
             return (join(out),)
+        header_at, header = section if section is not None else (len(out), b"")
         frames: list[bytes] = []
         current: list[bytes] = []
         current_size = 0
         split = 0
-        for part in out:
+        for i, part in enumerate(out):
             if type(part) is _Alone:
                 if current:
                     frames.append(join(current))
@@ -261,6 +270,8 @@ class Session:
                 frames.append(join(current))
                 current, current_size = [], 0
                 split += 1
+                if i > header_at:  # the section goes on in the next frame: its room first
+                    current, current_size = [header], len(header)
             current.append(part)
             current_size += len(part)
         if current:

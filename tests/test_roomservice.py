@@ -8,7 +8,7 @@ from typing import AsyncIterator
 
 import pytest
 
-from engine import App, Client, RemoteError, Worker
+from engine import App, Client, Limits, RemoteError, Worker
 from engine._generated import protocol as P
 from engine.bus import LocalHub
 from engine.directory import LocalDirectory
@@ -232,3 +232,39 @@ def test_room_metrics_say_the_wake_ups_cpu_and_the_inputs_part_of_it():
     labels = '{process="w0",room="r1",type="arena"}'
     assert f"tickwire_room_tick_cpu_seconds_total{labels} 2.500000" in text.splitlines()
     assert f"tickwire_room_input_cpu_seconds_total{labels} 0.500000" in text.splitlines()
+
+
+def test_a_room_section_over_max_out_frame_size_is_split_and_each_part_names_its_room():
+    # A burst of broadcasts makes one send tick's section larger than the limit: it is
+    # split at message boundaries, each frame that continues it starts with the Tick again
+    # (else the client would drop what it carries), and the client counts one tick.
+    class Loud(Arena):
+        def on_input(self, player, data):
+            super().on_input(player, data)
+            for i in range(data["n"]):
+                self.broadcast(f"{i:03d}" + "x" * 200)
+
+    app = App(limits=Limits(max_out_frame_size=600))
+    app.room("loud", Loud)
+
+    async def scenario():
+        async with serving(app) as w:
+            frames: list[bytes] = []
+            a = Client(url(w), on_frame=frames.append)
+            await a.connect()
+            ra = await a.join_room("loud")
+            await asyncio.sleep(0.2)
+            frames.clear()
+            ticks_before = ra.ticks
+            ra.input({"n": 5})
+            got = [await ra.next_message(timeout=5) for _ in range(5)]
+            assert [m[:3] for m in got] == ["000", "001", "002", "003", "004"]
+            await asyncio.sleep(0.2)
+            decoded = [CODEBOOK.decode_frame(f, a._ctx) for f in frames]
+            assert all(len(f) <= 600 for f in frames) and w.stats.frames_split >= 2
+            assert all(isinstance(msgs[0], P.Tick) for msgs in decoded)  # every frame names its room first
+            ticks = {(m.tick, m.time_ms) for msgs in decoded for m in msgs if isinstance(m, P.Tick)}
+            assert len(ticks) < len(frames) and ra.ticks - ticks_before == len(ticks)
+            await a.close()
+
+    arun(scenario())

@@ -983,7 +983,8 @@ export class Client extends Emitter {
         if (msg.$type === "Tick") {
           if (room !== null) (ticked ??= []).push(room);
           room = this._byHandle.get(msg.room) ?? null;
-          room?._tick(msg, now);
+          // The same Tick again continues a section the server split over several frames.
+          if (room !== null && !(room.ticks > 0 && msg.tick === room.tick && msg.time_ms === room.timeMs)) room._tick(msg, now);
           continue;
         }
         this.#message(ws, msg, room);

@@ -100,6 +100,28 @@ test("two rooms' sections in one frame; 'tick' after each section", T, async () 
   await c.close();
 });
 
+test("a section split over two frames: the same Tick heads both, one tick is counted", T, async () => {
+  let peer;
+  const server = await new FakeServer(codebook, 
+    welcoming((p, msg) => {
+      peer = p;
+      if (msg.$type === "JoinRoom") p.send(joined(msg.cid, 3, "r3"));
+    }),
+  ).start(servers);
+  const c = client(server);
+  await c.connect();
+  const room = await c.joinRoom("arena");
+  peer.send(tick(3, 8), { $type: "RoomMessage", data: codebook.payload("one") });
+  peer.send(tick(3, 8), { $type: "RoomMessage", data: codebook.payload("two") }); // the continuation
+  peer.send(tick(3, 9), { $type: "RoomMessage", data: codebook.payload("three") });
+  assert.equal(await room.get({ timeout: 1000 }), "one");
+  assert.equal(await room.get({ timeout: 1000 }), "two");
+  assert.equal(await room.get({ timeout: 1000 }), "three");
+  assert.equal(room.ticks, 2);
+  assert.equal(room.tick, 9);
+  await c.close();
+});
+
 test("a Subscribed and a Message on it in one frame", T, async () => {
   const server = await new FakeServer(codebook, 
     welcoming((peer, msg) => {
