@@ -51,6 +51,9 @@ class Codec(Protocol):
     # closes after pingTimeout without one, whatever else arrives): ping every interval,
     # not only when the connection has been silent.
     ping_always: bool
+    # A frame is its messages back to back (join is b"".join): a room's section can go out
+    # without a join of its own (Socket.room_frame).
+    concatenates: bool
 
     def connection(self) -> Any:
         """This codec's side of one connection: an object with decode, encode and join.
@@ -89,6 +92,7 @@ class PackedCodec:
     text = False
     pings_are_frames = False
     ping_always = False
+    concatenates = True
 
     def __init__(self, codebook: Codebook):
         self.codebook = codebook

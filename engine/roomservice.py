@@ -30,6 +30,7 @@ from ._generated import protocol as P
 from .errors import BadRequest, ErrorCode, Forbidden, LimitExceeded, NotFound, TickwireError, error_from_code, wire_error
 from .packed import Codebook, DecodeContext, DecodeError, Payload
 from .rooms import Player, PlayerSection, Room, RoomRunner, SendTick
+from .socket import room_frames
 
 if TYPE_CHECKING:
     from .socket import Socket
@@ -506,12 +507,7 @@ class RoomService:
     def deliver(self, shared: list[bytes], views: list[list[int]], sections: Iterable[PlayerSection]) -> None:
         """One send tick of one room: ONE frame per client, with what it had queued. Each
         view's shared bytes are joined once, for all of its players."""
-        tails = [b"".join([shared[i] for i in v]) for v in views]
-        get = self.sockets.get
-        for _, _, socket_id, header, view, private in sections:
-            sock = get(socket_id)
-            if sock is not None:
-                sock.room_frame(header, tails[view], private)
+        room_frames(self.sockets, shared, views, sections, self.worker.stats)
 
     def seats_gone(self, room_id: str, players: list[int], code: int, reason: str) -> None:
         wanted = set(players)

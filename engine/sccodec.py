@@ -149,6 +149,7 @@ class ScCodec:
     text = True
     pings_are_frames = True
     ping_always = True
+    concatenates = False
 
     def __init__(self, codebook: Codebook, protocol_version: int | None = None):
         """protocol_version: 1 or 2 to ping every client in that style (as a SocketCluster

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ._generated import protocol as P
 from .errors import CloseCode
-from .session import Session
+from .session import CLOSING, Session
+from .transport import frame_header
 
 if TYPE_CHECKING:
     from .channels import Channel
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from .transport import Connection
     from .worker import Worker
 
-__all__ = ["Socket"]
+__all__ = ["Socket", "room_frames"]
 
 log = logging.getLogger("tickwire.socket")
 
@@ -131,12 +132,13 @@ class Socket:
     def flush(self) -> None:
         self._write(self.session.take_frames())
 
-    def room_frame(self, header: bytes, shared: bytes, private: Sequence[bytes]) -> None:
+    def room_frame(self, header: bytes, shared: Sequence[bytes], private: Sequence[bytes]) -> None:
         """A room's send tick: what was queued, then the room's section (its Tick header,
-        the shared bytes of its view, its own messages), as ONE frame."""
+        the shared messages of its view, its own messages), as ONE frame (several, each
+        with the header, only past max_out_frame_size)."""
         if self.closed:
             return
-        self._write(self.session.frames_with((header, shared, *private) if private else (header, shared)))
+        self._write(self.session.frames_with((header, *shared, *private)))
 
     def _write(self, frames: Sequence[bytes]) -> None:
         if frames:
@@ -186,3 +188,48 @@ class Socket:
     def __repr__(self) -> str:
         return f"Socket({self.id!r}, token={'yes' if self.token else 'no'})"
 
+
+def room_frames(
+    sockets: Mapping[str, Socket], shared: Sequence[bytes], views: Sequence[Sequence[int]], sections: Iterable[Any], stats: Any
+) -> None:
+    """Socket.room_frame for each (…, socket id, header, view, private) section of a send
+    tick (RoomService.deliver): its frame is its header, the messages `shared[i]` for i in
+    `views[view]`, and its private messages.
+
+    This runs once per player per tick, so it does the usual case itself, with no call but
+    the write: a socket with nothing queued and nothing of its own, open, on a codec whose
+    frames are their messages back to back, over a plain WebSocket (transport.py's
+    send_frame fast path). Its frame is then the header and the view's bytes (joined once
+    per view), joined with the WebSocket frame header in one copy. Anything else goes
+    through room_frame.
+    """
+    tails = [b"".join([shared[i] for i in v]) for v in views]
+    sizes = [len(t) for t in tails]
+    get = sockets.get
+    heads: dict[int, bytes] = {}  # frame headers by payload size: views make few sizes
+    frames = nbytes = 0
+    for _, _, socket_id, header, view, private in sections:
+        sock = get(socket_id)
+        if sock is None:
+            continue
+        session = sock.session
+        conn = sock.conn
+        n = len(header) + sizes[view]
+        if (
+            private
+            or sock.closed
+            or session.out is not None
+            or session.state == CLOSING
+            or not (conn.writable and conn.fast and sock.codec.concatenates)
+            or n > session.limits.max_out_frame_size
+        ):
+            sock.room_frame(header, [shared[i] for i in views[view]], private)
+            continue
+        head = heads.get(n)
+        if head is None:
+            head = heads[n] = frame_header(n)
+        conn.transport.write(b"".join((head, header, tails[view])))
+        frames += 1
+        nbytes += n
+    stats.frames_out += frames
+    stats.bytes_out += nbytes
