@@ -56,6 +56,9 @@ class Settings:
     # memory: freed C heap a server process keeps for the next send tick instead of giving
     # it back and faulting it in again (engine/heap.py); 0 leaves the allocator as it is
     heap_pad: int = 16 << 20
+    # young-generation GC every this many container allocations (CPython: 700), so a send
+    # tick's temporaries do not run the collector inside it (engine/heap.py); 0: CPython's
+    gc_threshold: int = 20_000
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "Settings":

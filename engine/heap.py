@@ -9,15 +9,26 @@ which ends those faults for a bounded price: a worker holds at most `pad` bytes 
 heap it could have returned.
 
 Only glibc has mallopt(); elsewhere this does nothing.
+
+The same tick also allocates a few thousand short-lived Python containers (a tuple per
+player section, lists per view), so with CPython's default threshold (a young-generation
+collection every 700 net allocations) the collector ran two or three times inside every
+send tick of that room, and its older generations with it: 0.36 to 0.55 ms a tick on
+average, measured inside the wake-ups in the MMO benchmark. With `gc_threshold` 20,000
+no collection ran inside a tick and the room's outbound CPU fell by about 4 % (alternated
+runs). Reference counting still frees everything at once; only garbage cycles wait a
+little longer for the collector, so memory is unchanged.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
+from typing import Any
 
-__all__ = ["keep_heap_pad"]
+__all__ = ["keep_heap_pad", "collect_every", "tune_memory"]
 
 log = logging.getLogger("tickwire.heap")
 
@@ -42,3 +53,20 @@ def keep_heap_pad(pad: int) -> bool:
         log.warning("mallopt(M_TOP_PAD, %d) failed", pad)
         return False
     return True
+
+
+def collect_every(gen0: int) -> bool:
+    """Run the young-generation collection every `gen0` net container allocations instead
+    of CPython's 700 (the older generations keep their thresholds); True when set. 0 leaves
+    the collector as it is."""
+    if gen0 <= 0:
+        return False
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0, gen1, gen2)
+    return True
+
+
+def tune_memory(settings: Any) -> None:
+    """A server process's memory settings (App.settings: heap_pad, gc_threshold)."""
+    keep_heap_pad(settings.heap_pad)
+    collect_every(settings.gc_threshold)

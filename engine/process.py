@@ -28,7 +28,7 @@ import uvloop
 
 from .control import ControlLink, FdReceiver
 from .errors import wire_error
-from .heap import keep_heap_pad
+from .heap import tune_memory
 from .logs import configure_child, loop_exception_handler
 
 __all__ = ["main", "CHILD_ENV"]
@@ -70,7 +70,7 @@ async def run_worker(cfg: dict[str, Any]) -> None:
         bus = LocalBus()
     from .directory import SupervisorDirectory
 
-    keep_heap_pad(app.settings.heap_pad)
+    tune_memory(app.settings)
     worker = Worker(app, bus=bus, process=name, node=cfg.get("node", name), directory=SupervisorDirectory(link))
     worker.control = link
     if cfg.get("listen_fd") is not None:

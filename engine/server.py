@@ -17,7 +17,7 @@ from typing import Any, Callable
 import uvloop
 
 from .app import App
-from .heap import keep_heap_pad
+from .heap import tune_memory
 from .worker import Worker
 
 __all__ = ["serve", "run"]
@@ -37,7 +37,7 @@ async def serve(
     """Serve until `stop` is set or a SIGTERM/SIGINT arrives."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    keep_heap_pad(app.settings.heap_pad)
+    tune_memory(app.settings)
     worker = Worker(app, process=process)
     await worker.start(host, port)
     signals = 0

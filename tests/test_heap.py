@@ -50,3 +50,36 @@ def test_heap_pad_ends_the_page_faults_of_a_tick_that_allocates_and_frees():
 def test_a_pad_of_zero_changes_nothing():
     assert keep_heap_pad(0) is False
     assert keep_heap_pad(-1) is False
+
+
+# In a fresh interpreter: 100,000 tuples kept alive, the young-generation collections
+# counted through gc.callbacks.
+COLLECTIONS = """
+import gc, json, sys
+from engine.app import Settings
+from engine.heap import tune_memory
+if sys.argv[1] == "tuned":
+    tune_memory(Settings())
+runs = []
+gc.callbacks.append(lambda phase, info: phase == "start" and runs.append(info["generation"]))
+keep = [(i, i) for i in range(100_000)]
+print(json.dumps({"threshold": gc.get_threshold()[0], "collections": len(runs)}))
+"""
+
+
+def collections(mode: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", COLLECTIONS, mode], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_a_server_process_runs_the_collector_far_less_often():
+    plain, tuned = collections("plain"), collections("tuned")
+    assert plain["threshold"] == 700 and tuned["threshold"] == 20_000
+    assert plain["collections"] >= 100  # one every 700 allocations
+    assert tuned["collections"] <= 10
+
+
+def test_a_gc_threshold_of_zero_changes_nothing():
+    from engine.heap import collect_every
+
+    assert collect_every(0) is False
