@@ -738,6 +738,7 @@ class Interest:
         if special:
             steady[list(special)] = False
         st = np.flatnonzero(steady)
+        view = memoryview(buf)  # slices without copies; each join copies once
         if st.size and len(buf):
             # Clients with the same centre and a full view get the same message: its data
             # is one slice of the buffer per grid row of the view (cells are in row-major
@@ -762,22 +763,23 @@ class Interest:
             for k, (t, ar, br) in enumerate(zip(tot, a.tolist(), b.tolist())):
                 if t:
                     parts = [header(t)]
-                    parts += [buf[x:y] for x, y in zip(ar, br) if y > x]
+                    parts += [view[x:y] for x, y in zip(ar, br) if y > x]
                     index[k] = len(shared)
                     shared.append(b"".join(parts))
             shared_of[st] = index[inv]
+        offs = off.tolist() if special else []  # Python ints: indexing numpy per cell is slow
         for c in special:
             if self._paused[c] or not self._used[c]:
                 continue
-            parts = []
+            parts: list[Any] = []
             for cell in sorted(self._subs[c]):
-                x, y = off[cell], off[cell + 1]
+                x, y = offs[cell], offs[cell + 1]
                 if y > x:
-                    parts.append(buf[x:y])
+                    parts.append(view[x:y])
             for cell in chosen.get(c, ()):
-                x, y = off[ncells + cell], off[ncells + cell + 1]
+                x, y = offs[ncells + cell], offs[ncells + cell + 1]
                 if y > x:
-                    parts.append(buf[x:y])
+                    parts.append(view[x:y])
             leaves = self._leaves[c]
             parts += [self._leave_op[cell] for cell in leaves]
             leaves.clear()
