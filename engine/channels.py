@@ -89,14 +89,9 @@ class ChannelTable:
         ch = self.by_name.get(name)
         if ch is not None and channels is not None and ch.id in channels:
             return ch  # already subscribed: idempotent, as in SocketCluster
-        if channels is not None and len(channels) >= self.max_per_socket:
-            self.stats.limit_errors += 1
-            raise LimitExceeded("max_channels_per_connection")
+        self.check_room(sock)
         if ch is None:
-            ch = Channel(name, self._alloc_id(), self.type_for(name))
-            self.by_name[name] = ch
-            self.by_id[ch.id] = ch
-            ch.ready = self.bus.subscribe(name)
+            ch = self.declare(name)
         group = ch.groups.get(sock.codec)
         if group is None:
             group = ch.groups[sock.codec] = set()
@@ -108,6 +103,30 @@ class ChannelTable:
         else:
             channels[ch.id] = ch
         return ch
+
+    def check_room(self, sock: "Socket", pending: int = 0) -> None:
+        """LimitExceeded when `sock` may not take one more channel (besides `pending`
+        ones it is waiting for)."""
+        if sock.channels is not None and len(sock.channels) + pending >= self.max_per_socket:
+            self.stats.limit_errors += 1
+            raise LimitExceeded("max_channels_per_connection")
+
+    def declare(self, name: str) -> Channel:
+        """The channel `name`, declared on the bus if it is new; nobody is subscribed yet.
+        Its `ready` is pending while the bus declares it: a worker subscribes a socket once
+        it is done (Worker._subscribe), and releases a channel nobody took."""
+        ch = self.by_name.get(name)
+        if ch is None:
+            ch = Channel(name, self._alloc_id(), self.type_for(name))
+            self.by_name[name] = ch
+            self.by_id[ch.id] = ch
+            ch.ready = self.bus.subscribe(name)
+        return ch
+
+    def release(self, ch: Channel) -> None:
+        """Undeclare a channel declared for a subscriber that did not take it."""
+        if ch.count == 0 and self.by_name.get(ch.name) is ch:
+            self._drop(ch)
 
     def unsubscribe(self, sock: "Socket", ch: Channel) -> None:
         if sock.channels is None or sock.channels.pop(ch.id, None) is None:

@@ -30,7 +30,7 @@ from ._generated import protocol as P
 from .app import App, Settings
 from .auth import KEY_ENV, Auth, generate_key
 from .bus import Bus, LocalBus
-from .channels import ChannelTable
+from .channels import Channel, ChannelTable
 from .codec import PACKED_SUBPROTOCOL, Codec, PackedCodec
 from .directory import LocalDirectory
 from .errors import BadRequest, ErrorCode, NotFound, TickwireError, Timeout, Unauthenticated, wire_error
@@ -730,54 +730,86 @@ class Worker:
         chain = self.app.chain("subscribe")
         if chain.is_async:
             return self._subscribe_async(sock, msg)
-        infos = []
-        pending = []
+        infos: list[Any] = []
+        later: list[tuple[str, str, Channel]] = []
         for name in msg.channels:
             try:
                 self._check_name(name)
+                target = name
                 if chain:
                     req = SubscribeRequest(sock, name)
                     chain.run(req)
-                    ch = self.channels.subscribe(sock, req.channel)
-                    infos.append(P.ChannelInfo(name, ch.id, ch.type_id, 0, ""))
-                else:
-                    ch = self.channels.subscribe(sock, name)
-                    infos.append(ch.info)
-                if ch.ready is not None and not ch.ready.done():
-                    pending.append(ch.ready)
+                    target = req.channel
+                infos.append(self._subscribe_one(sock, name, target, later))
             except Exception as exc:
                 infos.append(self._refused_channel(name, exc))
-        if pending:
-            return self._subscribed_when_ready(sock, msg.cid, infos, pending)
+        if later:
+            return self._subscribe_when_ready(sock, msg.cid, infos, later)
         sock.send(P.Subscribed(msg.cid, infos))
         return None
 
-    async def _subscribed_when_ready(
-        self, sock: Socket, cid: int, infos: list[Any], pending: list[asyncio.Future[None]]
-    ) -> None:
-        """Acknowledge once the bus has every new channel: a publish made after the ack,
-        from any worker, reaches the subscriber. (`wait`, not `gather`: the round trips are
-        shared with other subscribers and must not be cancelled with this one.)"""
-        await asyncio.wait(pending)
-        sock.send(P.Subscribed(cid, infos))
-
     async def _subscribe_async(self, sock: Socket, msg: Any) -> None:
         chain = self.app.chain("subscribe")
-        infos = []
+        infos: list[Any] = []
+        later: list[tuple[str, str, Channel]] = []
         for name in msg.channels:
             try:
                 self._check_name(name)
                 req = SubscribeRequest(sock, name)
                 await chain.run(req)  # type: ignore[misc]
                 if sock.closed:
+                    for *_, ch in later:
+                        self.channels.release(ch)
                     return
-                ch = self.channels.subscribe(sock, req.channel)
-                infos.append(P.ChannelInfo(name, ch.id, ch.type_id, 0, ""))
-                if ch.ready is not None and not ch.ready.done():
-                    await asyncio.wait([ch.ready])
+                infos.append(self._subscribe_one(sock, name, req.channel, later))
             except Exception as exc:
                 infos.append(self._refused_channel(name, exc))
-        sock.send(P.Subscribed(msg.cid, infos))
+        if later:
+            await self._subscribe_when_ready(sock, msg.cid, infos, later)
+        else:
+            sock.send(P.Subscribed(msg.cid, infos))
+
+    def _subscribe_one(self, sock: Socket, name: str, target: str, later: list[tuple[str, str, Channel]]) -> Any:
+        """Subscribe `sock` to `target` now and return its ChannelInfo; or, while the bus is
+        still declaring the channel (a broker round trip), queue it in `later` for
+        _subscribe_when_ready and return None, a placeholder."""
+        ch = self.channels.by_name.get(target)
+        pending = ch is None or (ch.ready is not None and not ch.ready.done())
+        if pending and not (ch is not None and sock.channels and ch.id in sock.channels):
+            self.channels.check_room(sock, len(later))
+            ch = self.channels.declare(target)
+            if ch.ready is not None and not ch.ready.done():
+                later.append((name, target, ch))
+                return None
+        ch = self.channels.subscribe(sock, target)
+        return ch.info if name == ch.name else P.ChannelInfo(name, ch.id, ch.type_id, 0, "")
+
+    async def _subscribe_when_ready(
+        self, sock: Socket, cid: int, infos: list[Any], later: list[tuple[str, str, Channel]]
+    ) -> None:
+        """Subscribe `sock` to the channels the bus was declaring, once it has them all,
+        and acknowledge: a publish made after the ack, from any worker, reaches the
+        subscriber. Until then the socket is in no channel's group, so no Message can
+        reach it before the Subscribed that names its channel; its later messages wait
+        (Worker._run). (`wait`, not `gather`: the round trips are shared with other
+        subscribers and must not be cancelled with this one.)"""
+        await asyncio.wait([ch.ready for *_, ch in later if ch.ready is not None])
+        slots = [i for i, info in enumerate(infos) if info is None]
+        for slot, (name, target, ch) in zip(slots, later):
+            if sock.closed:
+                self.channels.release(ch)
+                continue
+            try:
+                # If the channel was dropped and declared again meanwhile (every other
+                # subscriber left), this declares it once more and acknowledges without
+                # waiting a second time.
+                got = self.channels.subscribe(sock, target)
+                infos[slot] = got.info if name == got.name else P.ChannelInfo(name, got.id, got.type_id, 0, "")
+            except Exception as exc:
+                self.channels.release(ch)
+                infos[slot] = self._refused_channel(name, exc)
+        if not sock.closed:
+            sock.send(P.Subscribed(cid, infos))
 
     def _refused_channel(self, name: str, exc: BaseException) -> Any:
         if isinstance(exc, TickwireError) and exc.code == ErrorCode.FORBIDDEN:

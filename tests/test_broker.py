@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import App, BadRequest, Timeout, Unavailable, Worker
+from engine import App, BadRequest, Limits, Timeout, Unavailable, Worker
 from engine.broker import Broker, BrokerLimits
 from engine.brokerbus import BrokerBus, BusSettings, format_brokers, owner, parse_brokers
 from engine.bus import LocalHub
@@ -44,6 +44,7 @@ from engine.ipc import (
     sub_frame,
     unsub_frame,
 )
+from engine._generated import protocol as P
 from engine.kv import KVStore
 from engine.packed import Payload
 
@@ -534,7 +535,58 @@ def test_a_subscribe_is_acknowledged_only_once_the_broker_has_it(brokers):
                 await b.publish("late.0", "x")
                 assert await again.get(timeout=5) == "x"
                 assert slow.stats.dropped_down == 0
+                # A subscriber that leaves while its channel is being declared leaves no
+                # channel behind, on the worker or on the bus.
+                a2._queue(P.Subscribe(99, ["late.left"]))
+                await asyncio.sleep(0.05)
+                assert "late.left" in w0.channels.by_name
+                await a2.close()
+                await eventually(lambda: "late.left" not in w0.channels.by_name and "late.left" not in slow.channels)
         finally:
+            await stop_workers([w0, w1])
+            for task in list(tasks):
+                task.cancel()
+
+    arun(scenario())
+
+
+def test_a_busy_channel_sends_nothing_to_a_subscriber_before_its_ack(brokers):
+    # A Message names its channel by the id that Subscribed announces: one that arrived
+    # first would be undecodable, and the client would close (4100). While w0 waits for
+    # the broker to confirm its SUB, w1's client keeps publishing; what the broker
+    # forwards meanwhile must not reach the new subscriber ahead of its ack.
+    procs = brokers(1)
+
+    async def scenario():
+        tasks: set[asyncio.Task[Any]] = set()
+        slow = BrokerBus(procs.paths, name="worker-0", settings=FAST, connect=delaying_connector(0.2, tasks))
+        w0 = Worker(make_app(), bus=slow, process="worker-0")
+        await w0.start("127.0.0.1", 0)
+        flooding = App(limits=Limits(max_messages_per_second=1e6, message_burst=10**6))
+        w1 = Worker(flooding, bus=BrokerBus(procs.paths, name="worker-1", settings=FAST), process="worker-1")
+        await w1.start("127.0.0.1", 0)
+        stop = asyncio.Event()
+
+        async def flood(c) -> None:
+            for n in range(200_000):  # about 20,000 a second, until stopped (10 s at most)
+                if stop.is_set():
+                    return
+                await c.publish(f"busy.{n % 3}", n, ack=False)
+                if n % 20 == 0:
+                    await asyncio.sleep(0.001)
+
+        try:
+            async with client(w0) as a, client(w1) as b:
+                pub = asyncio.create_task(flood(b))
+                await asyncio.sleep(0.05)
+                subs = await a.subscribe("busy.0", "busy.1", "busy.2")
+                for sub in subs:
+                    assert isinstance(await sub.get(timeout=5), int)
+                stop.set()
+                await pub
+                assert w0.stats.protocol_errors == 0 and a.connected
+        finally:
+            stop.set()
             await stop_workers([w0, w1])
             for task in list(tasks):
                 task.cancel()
