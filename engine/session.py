@@ -267,9 +267,13 @@ class Session:
                 frames.append(bytes(part))
                 continue
             if current and current_size + len(part) > limit:
-                frames.append(join(current))
+                if i == header_at + 1:  # the header would end this frame alone: move it on
+                    current.pop()
+                    current_size -= len(header)
+                if current:
+                    frames.append(join(current))
+                    split += 1
                 current, current_size = [], 0
-                split += 1
                 if i > header_at:  # the section goes on in the next frame: its room first
                     current, current_size = [header], len(header)
             current.append(part)

@@ -220,3 +220,24 @@ def test_close_keeps_queued_output_but_fail_drops_it():
     s2.fail(CloseCode.MALFORMED, "bad")
     assert s2.take_frames() == ()
     assert s2.receive(enc(P.Ping()), 1) == []  # closing: nothing more is read
+
+
+@pytest.mark.parametrize("queued", [[], [b"q" * 20], [b"q" * 40], [b"q" * 96]])
+def test_a_room_section_over_the_limit_repeats_its_header_in_each_frame_it_continues(queued):
+    # Parts are opaque bytes here: H stands for a Tick header, a/b/c for the section's messages.
+    s = make(Limits(max_out_frame_size=100))
+    s.state = OPEN
+    for part in queued:
+        s.push(part)
+    header = b"H" * 5
+    section = [header, b"a" * 60, b"b" * 60, b"c" * 30]
+    frames = list(s.frames_with(section))
+    assert len(frames) > 1 and all(len(f) <= 100 for f in frames)
+    # Nothing lost or reordered, and the header is never a frame's last part.
+    assert b"".join(f.replace(header, b"") for f in frames) == b"".join(queued) + b"a" * 60 + b"b" * 60 + b"c" * 30
+    assert not any(f.endswith(header) for f in frames)
+    # Every frame that carries the section's messages has the header before them.
+    for f in frames:
+        first = min((f.index(m) for m in (b"a", b"b", b"c") if m in f), default=None)
+        if first is not None:
+            assert f.find(header) != -1 and f.find(header) < first
