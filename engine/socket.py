@@ -220,7 +220,7 @@ def room_frames(
             or sock.closed
             or session.out is not None
             or session.state == CLOSING
-            or not (conn.writable and conn.fast and sock.codec.concatenates)
+            or not (conn.writable and conn.fast and getattr(sock.codec, "concatenates", False))
             or n > session.limits.max_out_frame_size
         ):
             sock.room_frame(header, [shared[i] for i in views[view]], private)
