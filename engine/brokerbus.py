@@ -558,6 +558,9 @@ class BrokerBus:
         again when the broker is back."""
         r.settling = None  # from here on a SUB waits on the next round trip
         try:
+            # Any request answers as well, the link being ordered: a presence query of no
+            # channel is the cheapest one a broker answers without side effects, so the
+            # protocol needs no op of its own for this.
             await self._ask(r, lambda rid: presence_frame(rid, ""), self.settings.call_timeout, "subscriptions")
         except TickwireError as exc:
             log.warning("%s: broker %d did not confirm subscriptions: %s", self.name, r.id, exc)

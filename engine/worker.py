@@ -774,14 +774,17 @@ class Worker:
         still declaring the channel (a broker round trip), queue it in `later` for
         _subscribe_when_ready and return None, a placeholder."""
         ch = self.channels.by_name.get(target)
-        pending = ch is None or (ch.ready is not None and not ch.ready.done())
-        if pending and not (ch is not None and sock.channels and ch.id in sock.channels):
+        if ch is None or ch.ready is not None and not ch.ready.done():
             self.channels.check_room(sock, len(later))
             ch = self.channels.declare(target)
             if ch.ready is not None and not ch.ready.done():
                 later.append((name, target, ch))
                 return None
-        ch = self.channels.subscribe(sock, target)
+        return self._channel_info(name, self.channels.subscribe(sock, target))
+
+    @staticmethod
+    def _channel_info(name: str, ch: Channel) -> Any:
+        """What Subscribed says of `ch`, asked for as `name` (middleware may rename it)."""
         return ch.info if name == ch.name else P.ChannelInfo(name, ch.id, ch.type_id, 0, "")
 
     async def _subscribe_when_ready(
@@ -803,8 +806,7 @@ class Worker:
                 # If the channel was dropped and declared again meanwhile (every other
                 # subscriber left), this declares it once more and acknowledges without
                 # waiting a second time.
-                got = self.channels.subscribe(sock, target)
-                infos[slot] = got.info if name == got.name else P.ChannelInfo(name, got.id, got.type_id, 0, "")
+                infos[slot] = self._channel_info(name, self.channels.subscribe(sock, target))
             except Exception as exc:
                 self.channels.release(ch)
                 infos[slot] = self._refused_channel(name, exc)
