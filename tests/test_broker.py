@@ -4,6 +4,7 @@ broker processes on real Unix sockets with real workers, including SIGKILL and r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -513,18 +514,30 @@ def delaying_connector(delay: float, tasks: set[asyncio.Task[Any]]):
     return connect
 
 
+@contextlib.asynccontextmanager
+async def slow_and_fast_workers(paths: dict[int, str], fast_app: App | None = None):
+    """(w0, its bus, w1): w0's bytes to the brokers arrive 0.2 s late, w1's at once."""
+    tasks: set[asyncio.Task[Any]] = set()
+    slow = BrokerBus(paths, name="worker-0", settings=FAST, connect=delaying_connector(0.2, tasks))
+    w0 = Worker(make_app(), bus=slow, process="worker-0")
+    w1 = Worker(fast_app or make_app(), bus=BrokerBus(paths, name="worker-1", settings=FAST), process="worker-1")
+    try:
+        await w0.start("127.0.0.1", 0)
+        await w1.start("127.0.0.1", 0)
+        yield w0, slow, w1
+    finally:
+        await stop_workers([w0, w1])
+        for task in list(tasks):
+            task.cancel()
+
+
 def test_a_subscribe_is_acknowledged_only_once_the_broker_has_it(brokers):
     # w0's SUBs reach the broker 0.2 s late. Were the ack sent at once, b's publish (from w1,
     # whose link is fast) would reach the broker first and be lost to a.
     procs = brokers(1)
 
     async def scenario():
-        tasks: set[asyncio.Task[Any]] = set()
-        slow = BrokerBus(procs.paths, name="worker-0", settings=FAST, connect=delaying_connector(0.2, tasks))
-        w0 = Worker(make_app(), bus=slow, process="worker-0")
-        await w0.start("127.0.0.1", 0)
-        (w1,) = await start_workers(1, procs.paths)
-        try:
+        async with slow_and_fast_workers(procs.paths) as (w0, slow, w1):
             async with client(w0) as a, client(w0) as a2, client(w1) as b:
                 for i in range(3):
                     subs = await a.subscribe(f"late.{i}", f"late.{i}.b")  # two new channels
@@ -542,10 +555,6 @@ def test_a_subscribe_is_acknowledged_only_once_the_broker_has_it(brokers):
                 assert "late.left" in w0.channels.by_name
                 await a2.close()
                 await eventually(lambda: "late.left" not in w0.channels.by_name and "late.left" not in slow.channels)
-        finally:
-            await stop_workers([w0, w1])
-            for task in list(tasks):
-                task.cancel()
 
     arun(scenario())
 
@@ -558,13 +567,6 @@ def test_a_busy_channel_sends_nothing_to_a_subscriber_before_its_ack(brokers):
     procs = brokers(1)
 
     async def scenario():
-        tasks: set[asyncio.Task[Any]] = set()
-        slow = BrokerBus(procs.paths, name="worker-0", settings=FAST, connect=delaying_connector(0.2, tasks))
-        w0 = Worker(make_app(), bus=slow, process="worker-0")
-        await w0.start("127.0.0.1", 0)
-        flooding = App(limits=Limits(max_messages_per_second=1e6, message_burst=10**6))
-        w1 = Worker(flooding, bus=BrokerBus(procs.paths, name="worker-1", settings=FAST), process="worker-1")
-        await w1.start("127.0.0.1", 0)
         stop = asyncio.Event()
 
         async def flood(c) -> None:
@@ -575,21 +577,19 @@ def test_a_busy_channel_sends_nothing_to_a_subscriber_before_its_ack(brokers):
                 if n % 20 == 0:
                     await asyncio.sleep(0.001)
 
-        try:
+        flooding = App(limits=Limits(max_messages_per_second=1e6, message_burst=10**6))
+        async with slow_and_fast_workers(procs.paths, flooding) as (w0, _, w1):
             async with client(w0) as a, client(w1) as b:
                 pub = asyncio.create_task(flood(b))
-                await asyncio.sleep(0.05)
-                subs = await a.subscribe("busy.0", "busy.1", "busy.2")
-                for sub in subs:
-                    assert isinstance(await sub.get(timeout=5), int)
-                stop.set()
-                await pub
+                try:
+                    await asyncio.sleep(0.05)
+                    subs = await a.subscribe("busy.0", "busy.1", "busy.2")
+                    for sub in subs:
+                        assert isinstance(await sub.get(timeout=5), int)
+                finally:
+                    stop.set()
+                    await pub
                 assert w0.stats.protocol_errors == 0 and a.connected
-        finally:
-            stop.set()
-            await stop_workers([w0, w1])
-            for task in list(tasks):
-                task.cancel()
 
     arun(scenario())
 
