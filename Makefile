@@ -9,7 +9,9 @@ PORT ?= 8000
 
 .PHONY: run test setup system-deps node-deps schemas check-schemas bench clean
 
-$(BIN)/tickwire: pyproject.toml constraints.txt
+# setup.py builds the C extension engine/_speedups.c in place (optional: without a compiler
+# the pure-Python paths run); editing the C source rebuilds it.
+$(BIN)/tickwire: pyproject.toml constraints.txt setup.py engine/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
@@ -19,9 +21,13 @@ setup: $(BIN)/tickwire
 run: setup
 	$(BIN)/tickwire run sample_game.app:app --port $(PORT)
 
-# Debian packages the tests drive for real: Chromium, flatc, Node.js.
+# Debian packages the tests drive for real: Chromium, flatc, Node.js; and a C compiler
+# with Python's headers, for the C extension (tests/test_speedups.py).
 system-deps:
 	@missing=""; \
+	command -v cc >/dev/null || missing="$$missing gcc"; \
+	$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("include"), "Python.h")))' \
+	  || missing="$$missing python3-dev"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v flatc >/dev/null || missing="$$missing flatbuffers-compiler"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \

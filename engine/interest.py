@@ -22,10 +22,15 @@ Each send tick, `Interest.tick()` runs one pass:
    of the buffer, one per grid row); the others get a message of their own made of the
    same shared slices plus their snapshot segments and leave ops.
 
-Measured here (bench/bench_interest.py: 5,000 walking entities, 1,000 clients, 3 x 3
-views of ~390 moving entities): 1.75 ms per send tick in all, of which sync 0.19, views
-0.08, encoding 1.1 and assembly 0.33; the anchors' vectorised grid takes 2.5 ms just to
-find the visible sets, and the kernel 5-10 ms to write the 1,000 frames.
+Steps 4 and 5 have native twins in the C extension (engine/_speedups.c: `sync_records`
+makes the records and their bytes in one pass, `join_messages` the shared messages); the
+numpy code here is their reference and the fallback, and tests/test_speedups.py holds
+them to the same bytes. Measured here (bench/bench_interest.py: 5,000 walking entities,
+1,000 clients, 3 x 3 views of ~390 moving entities, medians of 3 runs on 2026-11-26):
+0.54 ms per send tick in all with the extension (sync 0.16, views 0.07, records and
+encoding 0.20, assembly 0.12), 1.29 ms without it (encoding 0.80, assembly 0.24); the
+anchors' vectorised grid takes 2.5 ms just to find the visible sets, and the kernel
+5-10 ms to write the 1,000 frames.
 
 The wire format is codecs/WIRE.md, "Entity sync". Values are absolute (positions relative
 to their cell's corner), never differences, so a segment means the same to every client
@@ -44,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from . import speedups
 from .entities import Changes, EntityTable, FieldSpec
 from .errors import LimitExceeded
 from .packed import DecodeError, StructLayout, r_uvarint, uvarint_bytes
@@ -200,6 +206,211 @@ def _write_chunks(nbytes: int, pos: np.ndarray, val: np.ndarray) -> bytes:
     np.add.at(out, word, shifted.astype(np.uint32))  # the low halves (mod 2**32)
     np.add.at(out, word + 1, (shifted >> np.uint64(32)).astype(np.uint32))
     return out.tobytes()[:nbytes]
+
+
+def sync_records(
+    lay: SyncLayout, cell: np.ndarray, prev: np.ndarray, mask: np.ndarray, watched: np.ndarray,
+    is_snap: np.ndarray, vals: list[np.ndarray],
+) -> tuple[bytes, np.ndarray, int]:
+    """One tick's records and their bytes: (buffer, each segment's start offset, records).
+
+    From every row's cell now and at the last tick (`cell`, `prev`; -1: not alive; the
+    quarantine guarantees that prev >= 0 and alive now means the same entity) and its
+    changed-field mask, the watched cells and those whose snapshot goes this tick, the
+    records are: updates (changed fields of entities that stayed in a watched cell),
+    enters (full records of entities that arrived in or spawned into a watched cell),
+    departures (ids that left a watched cell or died), and snapshot rows. `vals[i]`
+    holds field i's wire value of every row. The buffer holds every segment (updates of
+    cells 0..ncells-1, then snapshots) in segment order.
+
+    The native sync_records does it all in one pass when the C extension is there;
+    _select and _encode are its reference, byte for byte."""
+    off = np.zeros(2 * lay.ncells + 1, np.int64)
+    native = speedups.native
+    if native is not None:
+        buf, records = native.sync_records(cell, prev, mask, watched, is_snap, tuple(vals), lay.widths, lay.id_bits, off)
+        return buf, off, records
+    seg, code, fmask, ids = _select(lay, cell, prev, mask, watched, is_snap)
+    return _encode(lay, seg, code, fmask, ids, vals, off), off, int(ids.size)
+
+
+def _select(
+    lay: SyncLayout, cell: np.ndarray, prev: np.ndarray, mask: np.ndarray, watched: np.ndarray, is_snap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The records of sync_records: each one's segment (a cell's updates, or ncells + a
+    cell's snapshot), group code (kind and field mask), the fields it carries, and its
+    entity id; each kind's records in ascending id order."""
+    ncells = lay.ncells
+    alive = cell >= 0
+    same = alive & (prev == cell)
+    stay = np.flatnonzero(same & (mask != 0))
+    stay = stay[watched[cell[stay]]]
+    enter = np.flatnonzero(alive & ~same)
+    enter = enter[watched[cell[enter]]]
+    depart = np.flatnonzero((prev >= 0) & ~same)
+    depart = depart[watched[prev[depart]]]
+    snap = np.flatnonzero(alive & is_snap[np.maximum(cell, 0)])
+    full = np.uint64(lay.full_mask)
+    seg = np.concatenate([cell[stay], cell[enter], prev[depart], cell[snap] + ncells])
+    code = np.concatenate([
+        mask[stay] << np.uint64(2),
+        np.full(enter.size, ENTER, np.uint64),
+        np.full(depart.size, DEPART, np.uint64),
+        np.full(snap.size, ENTER, np.uint64),
+    ])
+    fmask = np.concatenate([
+        mask[stay],
+        np.full(enter.size, full, np.uint64),
+        np.zeros(depart.size, np.uint64),
+        np.full(snap.size, full, np.uint64),
+    ])
+    return seg, code, fmask, np.concatenate([stay, enter, depart, snap])
+
+
+def _encode(
+    lay: SyncLayout, seg: np.ndarray, code: np.ndarray, fmask: np.ndarray, ids: np.ndarray,
+    vals: list[np.ndarray], off: np.ndarray,
+) -> bytes:
+    """The bytes of _select's records, and each segment's start written to `off`."""
+    ncells = lay.ncells
+    n = ids.size
+    if n == 0:
+        return b""
+    # Group records by (segment, group header); ids stay ascending inside a group
+    # because each kind's records were made in id order and the sort is stable.
+    if seg.max() < (1 << 62 - len(lay.fields) - 2):
+        key = (seg.astype(np.uint64) << np.uint64(len(lay.fields) + 2)) | code
+        # A key of 16 bits or less gets numpy's radix sort: 5,000 random keys in
+        # 16 µs instead of 220 µs as uint32 or uint64 (measured here).
+        if int(key.max()) < 1 << 16:
+            key = key.astype(np.uint16)
+        elif int(key.max()) < 1 << 32:
+            key = key.astype(np.uint32)
+        order = np.argsort(key, kind="stable")
+    else:
+        order = np.lexsort((ids, code, seg))
+    seg, code, fmask, ids = seg[order], code[order], fmask[order], ids[order]
+
+    brk = np.empty(n, bool)
+    brk[0] = True
+    np.not_equal(seg[1:], seg[:-1], out=brk[1:])
+    brk[1:] |= code[1:] != code[:-1]
+    gstart = np.flatnonzero(brk)
+    gcount = np.diff(np.append(gstart, n))
+    g_seg, g_code, g_mask = seg[gstart], code[gstart], fmask[gstart]
+    g_fields = np.zeros(gstart.size, np.int64)  # bits of the fields a record carries
+    for i, w in enumerate(lay.widths):
+        g_fields += ((g_mask >> np.uint64(i)) & np.uint64(1)).astype(np.int64) * w
+    # Ids: a group's ids ascend, so it may send its first id as a varint and each
+    # next one as the gap from the one before, in the fewest bits that hold the
+    # group's largest gap; it does when that is smaller than plain ids. With ~40
+    # entities per cell among 5,000 ids this saves 3.1 of 13 bits a record (0.4 B).
+    gap = np.empty(n, np.int64)
+    gap[0] = 0
+    np.subtract(ids[1:], ids[:-1] + 1, out=gap[1:])
+    gap[gstart] = 0
+    g_gapw = np.maximum(np.frexp(np.maximum.reduceat(gap, gstart).astype(np.float64))[1], 1)
+    g_first = ids[gstart].astype(np.uint64)
+    g_first_len = _vlen(g_first)
+    g_delta = 8 * g_first_len + (gcount - 1) * g_gapw < gcount * lay.id_bits
+    g_gapw = np.where(g_delta, g_gapw, 0)  # the header's gap width; 0: plain ids
+    g_idw = np.where(g_delta, g_gapw, lay.id_bits)  # id bits of records after the first
+    g_bits = g_idw + g_fields
+    g_code_len = _vlen(g_code)
+    g_count_len = _vlen(gcount.astype(np.uint64))
+    g_head = g_code_len + g_count_len + 1 + np.where(g_delta, g_first_len, 0)
+    g_tot = g_head + ((gcount * g_bits - g_gapw + 7) >> 3)
+
+    sbrk = np.empty(gstart.size, bool)
+    sbrk[0] = True
+    np.not_equal(g_seg[1:], g_seg[:-1], out=sbrk[1:])
+    sfirst = np.flatnonzero(sbrk)
+    s_id = g_seg[sfirst]
+    s_ng = np.diff(np.append(sfirst, gstart.size)).astype(np.uint64)
+    s_tag = ((s_id % ncells) << 1 | OP_CELL).astype(np.uint64)
+    s_tag_len = _vlen(s_tag)
+    s_head = s_tag_len + _vlen(s_ng)
+    s_tot = s_head + np.add.reduceat(g_tot, sfirst)
+    s_start = np.concatenate(([0], np.cumsum(s_tot)[:-1]))
+    total = int(s_tot.sum())
+
+    g_in = np.cumsum(sbrk) - 1  # each group's segment
+    g_cum = np.concatenate(([0], np.cumsum(g_tot)[:-1]))
+    g_start = s_start[g_in] + s_head[g_in] + g_cum - g_cum[sfirst][g_in]
+    g_data = g_start + g_head
+
+    # Bit position of every record, and its bits: the id (or the gap from the id
+    # before: the first record of a gap-coded group has none, so it starts the others
+    # g_gapw bits earlier), then the fields it carries. A record's first 64 bits are
+    # gathered in one integer and written as one 32-bit chunk, or two: a moving
+    # entity's gap, x and y make one chunk where one per (record, field) made three.
+    # A field past bit 64 gets chunks of its own.
+    u64 = np.uint64
+    r_grp = np.repeat(np.arange(gstart.size), gcount)
+    rank = np.arange(n) - gstart[r_grp]
+    r_gapw = g_gapw[r_grp]
+    rpos = g_data[r_grp] * 8 + rank * g_bits[r_grp] - np.where(rank > 0, r_gapw, 0)
+    plain = r_gapw == 0
+    later = (rank > 0) & ~plain
+    rec = np.where(plain, ids, np.where(later, gap, 0)).astype(u64)
+    used = np.where(plain, lay.id_bits, np.where(rank > 0, r_gapw, 0))  # the record's bits so far
+    pos_parts: list[np.ndarray] = []
+    val_parts: list[np.ndarray] = []
+    for i, w in enumerate(lay.widths):
+        sel = ((fmask >> u64(i)) & u64(1)).astype(bool)
+        if not sel.any():
+            continue
+        v = vals[i][ids]
+        inside = sel & (used + w <= 64)
+        rec |= np.where(inside, v << np.minimum(used, 63).astype(u64), u64(0))
+        past = sel & ~inside
+        if past.any():
+            p, pv = rpos[past] + used[past], v[past]
+            if w > 32:
+                pos_parts += [p, p + 32]
+                val_parts += [pv & u64(0xFFFFFFFF), pv >> u64(32)]
+            else:
+                pos_parts.append(p)
+                val_parts.append(pv)
+        used = used + sel * w
+    two = used > 32
+    pos_parts += [rpos, rpos[two] + 32]
+    val_parts += [rec & u64(0xFFFFFFFF), rec[two] >> u64(32)]
+    # Headers: op tag and group count of each segment; code, count, gap width and
+    # (gap-coded groups) first id of each group.
+    # All of them in one _varint_chunks call (the gap width is one byte below 128: a
+    # varint of length 1).
+    g_gap_at = g_start + g_code_len + g_count_len
+    vp, vv = _varint_chunks(
+        np.concatenate((s_start, s_start + s_tag_len, g_start, g_start + g_code_len, g_gap_at, g_gap_at[g_delta] + 1)),
+        np.concatenate((s_tag, s_ng, g_code, gcount.astype(u64), g_gapw.astype(u64), g_first[g_delta])),
+        np.concatenate((s_tag_len, s_head - s_tag_len, g_code_len, g_count_len, np.ones_like(g_code_len), g_first_len[g_delta])),
+    )
+    pos_parts.append(vp)
+    val_parts.append(vv)
+    buf = _write_chunks(total, np.concatenate(pos_parts), np.concatenate(val_parts))
+    lens = np.zeros(2 * ncells, np.int64)
+    lens[s_id] = s_tot
+    np.cumsum(lens, out=off[1:])
+    return buf
+
+
+def join_messages(prefix: bytes, buf: bytes, a: np.ndarray, b: np.ndarray) -> list[bytes]:
+    """For each row k of the (k, m) int64 ranges `a` and `b` that holds bytes, one
+    message: `prefix`, the varint of the bytes' length, and the bytes buf[a[k, j]:b[k, j]]
+    for j = 0..m-1 (an empty range adds nothing). Rows without bytes give no message.
+    The native join_messages does it when the C extension is there; this is its
+    reference."""
+    native = speedups.native
+    if native is not None:
+        return native.join_messages(prefix, buf, a, b)
+    view = memoryview(buf)  # slices without copies; each join copies once
+    out = []
+    for ar, br in zip(a.tolist(), b.tolist()):
+        parts = [view[x:y] for x, y in zip(ar, br) if y > x]
+        if parts:
+            out.append(b"".join([prefix, uvarint_bytes(sum(map(len, parts))), *parts]))
+    return out
 
 
 class Interest:
@@ -526,40 +737,11 @@ class Interest:
             is_snap[cells] = True
         is_snap &= counts > 0  # an empty cell's snapshot is nothing at all
 
-        # Records. `prev` is -1 for a row that was not alive at the last tick; the
-        # quarantine guarantees that prev >= 0 and alive now means the same entity.
-        watched = self._sub_count > 0
-        prev = self._prev_cell[:n]
-        alive = ch.alive
-        same = alive & (prev == cell)
-        stay = np.flatnonzero(same & (ch.mask != 0))
-        stay = stay[watched[cell[stay]]]
-        enter = np.flatnonzero(alive & ~same)
-        enter = enter[watched[cell[enter]]]
-        depart = np.flatnonzero((prev >= 0) & ~same)
-        depart = depart[watched[prev[depart]]]
-        snap = np.flatnonzero(alive & is_snap[np.maximum(cell, 0)])
-        full = np.uint64(lay.full_mask)
-        seg = np.concatenate([cell[stay], cell[enter], prev[depart], cell[snap] + ncells])
-        code = np.concatenate([
-            ch.mask[stay] << np.uint64(2),
-            np.full(enter.size, ENTER, np.uint64),
-            np.full(depart.size, DEPART, np.uint64),
-            np.full(snap.size, ENTER, np.uint64),
-        ])
-        fmask = np.concatenate([
-            ch.mask[stay],
-            np.full(enter.size, full, np.uint64),
-            np.zeros(depart.size, np.uint64),
-            np.full(snap.size, full, np.uint64),
-        ])
-        ids = np.concatenate([stay, enter, depart, snap])
-
         # Wire values: the position fields relative to their cell's corner.
         vals = list(ch.wire)
         vals[lay.x] = wx - col * np.uint64(lay.cell_qx)
         vals[lay.y] = wy - row * np.uint64(lay.cell_qy)
-        buf, off = self._encode(seg, code, fmask, ids, vals)
+        buf, off, records = sync_records(lay, cell, self._prev_cell[:n], ch.mask, self._sub_count > 0, is_snap, vals)
 
         shared, shared_of, own = self._assemble(buf, off, chosen)
 
@@ -579,141 +761,12 @@ class Interest:
             own=own,
             segments=int(np.count_nonzero(nseg[:ncells])),
             snapshots=int(np.count_nonzero(nseg[ncells:])),
-            records=int(ids.size),
+            records=records,
             encoded_bytes=len(buf),
             recentred=recentred,
             changes=ch,
             cell=cell,
         )
-
-    def _encode(
-        self, seg: np.ndarray, code: np.ndarray, fmask: np.ndarray, ids: np.ndarray, vals: list[np.ndarray]
-    ) -> tuple[bytes, np.ndarray]:
-        """All segments of the tick in one buffer, in segment order (updates of cells 0..
-        ncells-1, then snapshots); returns it and each segment's start offset."""
-        lay = self.layout
-        ncells = lay.ncells
-        off = np.zeros(2 * ncells + 1, np.int64)
-        n = ids.size
-        if n == 0:
-            return b"", off
-        # Group records by (segment, group header); ids stay ascending inside a group
-        # because each kind's records were made in id order and the sort is stable.
-        if seg.max() < (1 << 62 - len(lay.fields) - 2):
-            key = (seg.astype(np.uint64) << np.uint64(len(lay.fields) + 2)) | code
-            # A key of 16 bits or less gets numpy's radix sort: 5,000 random keys in
-            # 16 µs instead of 220 µs as uint32 or uint64 (measured here).
-            if int(key.max()) < 1 << 16:
-                key = key.astype(np.uint16)
-            elif int(key.max()) < 1 << 32:
-                key = key.astype(np.uint32)
-            order = np.argsort(key, kind="stable")
-        else:
-            order = np.lexsort((ids, code, seg))
-        seg, code, fmask, ids = seg[order], code[order], fmask[order], ids[order]
-
-        brk = np.empty(n, bool)
-        brk[0] = True
-        np.not_equal(seg[1:], seg[:-1], out=brk[1:])
-        brk[1:] |= code[1:] != code[:-1]
-        gstart = np.flatnonzero(brk)
-        gcount = np.diff(np.append(gstart, n))
-        g_seg, g_code, g_mask = seg[gstart], code[gstart], fmask[gstart]
-        g_fields = np.zeros(gstart.size, np.int64)  # bits of the fields a record carries
-        for i, w in enumerate(lay.widths):
-            g_fields += ((g_mask >> np.uint64(i)) & np.uint64(1)).astype(np.int64) * w
-        # Ids: a group's ids ascend, so it may send its first id as a varint and each
-        # next one as the gap from the one before, in the fewest bits that hold the
-        # group's largest gap; it does when that is smaller than plain ids. With ~40
-        # entities per cell among 5,000 ids this saves 3.1 of 13 bits a record (0.4 B).
-        gap = np.empty(n, np.int64)
-        gap[0] = 0
-        np.subtract(ids[1:], ids[:-1] + 1, out=gap[1:])
-        gap[gstart] = 0
-        g_gapw = np.maximum(np.frexp(np.maximum.reduceat(gap, gstart).astype(np.float64))[1], 1)
-        g_first = ids[gstart].astype(np.uint64)
-        g_first_len = _vlen(g_first)
-        g_delta = 8 * g_first_len + (gcount - 1) * g_gapw < gcount * lay.id_bits
-        g_gapw = np.where(g_delta, g_gapw, 0)  # the header's gap width; 0: plain ids
-        g_idw = np.where(g_delta, g_gapw, lay.id_bits)  # id bits of records after the first
-        g_bits = g_idw + g_fields
-        g_code_len = _vlen(g_code)
-        g_count_len = _vlen(gcount.astype(np.uint64))
-        g_head = g_code_len + g_count_len + 1 + np.where(g_delta, g_first_len, 0)
-        g_tot = g_head + ((gcount * g_bits - g_gapw + 7) >> 3)
-
-        sbrk = np.empty(gstart.size, bool)
-        sbrk[0] = True
-        np.not_equal(g_seg[1:], g_seg[:-1], out=sbrk[1:])
-        sfirst = np.flatnonzero(sbrk)
-        s_id = g_seg[sfirst]
-        s_ng = np.diff(np.append(sfirst, gstart.size)).astype(np.uint64)
-        s_tag = ((s_id % ncells) << 1 | OP_CELL).astype(np.uint64)
-        s_tag_len = _vlen(s_tag)
-        s_head = s_tag_len + _vlen(s_ng)
-        s_tot = s_head + np.add.reduceat(g_tot, sfirst)
-        s_start = np.concatenate(([0], np.cumsum(s_tot)[:-1]))
-        total = int(s_tot.sum())
-
-        g_in = np.cumsum(sbrk) - 1  # each group's segment
-        g_cum = np.concatenate(([0], np.cumsum(g_tot)[:-1]))
-        g_start = s_start[g_in] + s_head[g_in] + g_cum - g_cum[sfirst][g_in]
-        g_data = g_start + g_head
-
-        # Bit position of every record, and its bits: the id (or the gap from the id
-        # before: the first record of a gap-coded group has none, so it starts the others
-        # g_gapw bits earlier), then the fields it carries. A record's first 64 bits are
-        # gathered in one integer and written as one 32-bit chunk, or two: a moving
-        # entity's gap, x and y make one chunk where one per (record, field) made three.
-        # A field past bit 64 gets chunks of its own.
-        u64 = np.uint64
-        r_grp = np.repeat(np.arange(gstart.size), gcount)
-        rank = np.arange(n) - gstart[r_grp]
-        r_gapw = g_gapw[r_grp]
-        rpos = g_data[r_grp] * 8 + rank * g_bits[r_grp] - np.where(rank > 0, r_gapw, 0)
-        plain = r_gapw == 0
-        later = (rank > 0) & ~plain
-        rec = np.where(plain, ids, np.where(later, gap, 0)).astype(u64)
-        used = np.where(plain, lay.id_bits, np.where(rank > 0, r_gapw, 0))  # the record's bits so far
-        pos_parts: list[np.ndarray] = []
-        val_parts: list[np.ndarray] = []
-        for i, w in enumerate(lay.widths):
-            sel = ((fmask >> u64(i)) & u64(1)).astype(bool)
-            if not sel.any():
-                continue
-            v = vals[i][ids]
-            inside = sel & (used + w <= 64)
-            rec |= np.where(inside, v << np.minimum(used, 63).astype(u64), u64(0))
-            past = sel & ~inside
-            if past.any():
-                p, pv = rpos[past] + used[past], v[past]
-                if w > 32:
-                    pos_parts += [p, p + 32]
-                    val_parts += [pv & u64(0xFFFFFFFF), pv >> u64(32)]
-                else:
-                    pos_parts.append(p)
-                    val_parts.append(pv)
-            used = used + sel * w
-        two = used > 32
-        pos_parts += [rpos, rpos[two] + 32]
-        val_parts += [rec & u64(0xFFFFFFFF), rec[two] >> u64(32)]
-        # Headers: op tag and group count of each segment; code, count, gap width and
-        # (gap-coded groups) first id of each group.
-        # All of them in one _varint_chunks call (the gap width is one byte below 128: a
-        # varint of length 1).
-        g_gap_at = g_start + g_code_len + g_count_len
-        vp, vv = _varint_chunks(
-            np.concatenate((s_start, s_start + s_tag_len, g_start, g_start + g_code_len, g_gap_at, g_gap_at[g_delta] + 1)),
-            np.concatenate((s_tag, s_ng, g_code, gcount.astype(u64), g_gapw.astype(u64), g_first[g_delta])),
-            np.concatenate((s_tag_len, s_head - s_tag_len, g_code_len, g_count_len, np.ones_like(g_code_len), g_first_len[g_delta])),
-        )
-        pos_parts.append(vp)
-        val_parts.append(vv)
-        buf = _write_chunks(total, np.concatenate(pos_parts), np.concatenate(val_parts))
-        lens = np.zeros(2 * ncells, np.int64)
-        lens[s_id] = s_tot
-        np.cumsum(lens, out=off[1:])
-        return buf, off
 
     def _header(self, length: int) -> bytes:
         h = self._headers.get(length)
@@ -757,15 +810,9 @@ class Interest:
             rr = np.clip(rr, 0, lay.rows - 1)
             a = np.where(valid, off[rr * cols + c0], 0)
             b = np.where(valid, off[rr * cols + c1 + 1], 0)
-            tot = (b - a).sum(axis=1).tolist()
-            index = np.full(uc.size, -1, np.int32)
-            header = self._header
-            for k, (t, ar, br) in enumerate(zip(tot, a.tolist(), b.tolist())):
-                if t:
-                    parts = [header(t)]
-                    parts += [view[x:y] for x, y in zip(ar, br) if y > x]
-                    index[k] = len(shared)
-                    shared.append(b"".join(parts))
+            some = (b - a).sum(axis=1) > 0
+            shared = join_messages(self._prefix, buf, a, b)
+            index = np.where(some, np.cumsum(some) - 1, -1).astype(np.int32)  # a centre's message
             shared_of[st] = index[inv]
         offs = off.tolist() if special else []  # Python ints: indexing numpy per cell is slow
         for c in special:

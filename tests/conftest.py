@@ -26,6 +26,19 @@ def require_tool(name: str) -> str:
     return path
 
 
+def require_native():
+    """The C extension engine/_speedups.c, or skip (fail in CI) when it was not built
+    (setup.py builds it when a C compiler and Python's headers are there)."""
+    try:
+        from engine import _speedups
+    except ImportError as e:
+        message = f"engine._speedups is not built ({e}); pip install -e . builds it with a C compiler"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return _speedups
+
+
 def require_node_bin(name: str) -> str:
     """A command from tests/node_modules/.bin (installed by `npm ci` in tests/), or skip
     (fail in CI)."""

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
 
+from conftest import require_native
+from engine import speedups
 from engine.entities import EntityTable
 from engine.errors import LimitExceeded
 from engine.interest import ClientWorld, Interest, SyncLayout, apply_entity_sync, apply_messages
@@ -64,6 +66,14 @@ Mob = compile_struct(SCHEMA, "Mob")
 Unit = compile_struct(SCHEMA, "Unit")
 Tiny = compile_struct(SCHEMA, "Tiny")
 Every = compile_struct(SCHEMA, "Every")
+
+
+@pytest.fixture(autouse=True, params=["native", "numpy"])
+def encoder(request, monkeypatch):
+    """Every test here runs with the C encoder and with its numpy reference
+    (test_speedups.py also runs the property machine with both at once, comparing bytes)."""
+    monkeypatch.setattr(speedups, "native", require_native() if request.param == "native" else None)
+    return request.param
 
 
 def run_tick(grid: Interest, worlds: dict[int, ClientWorld]):
@@ -298,10 +308,13 @@ class InterestMachine(RuleBasedStateMachine):
             assert w.entities == truth(self.table, self.grid, view)
 
 
-InterestMachine.TestCase.settings = settings(
+MACHINE_SETTINGS = settings(
     max_examples=60, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-TestInterestProperties = InterestMachine.TestCase
+
+
+def test_interest_properties():
+    run_state_machine_as_test(InterestMachine, settings=MACHINE_SETTINGS)
 
 
 # ----------------------------------------------------------------------------------------

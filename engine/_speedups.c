@@ -1,0 +1,561 @@
+/* Native versions of hot loops, each the twin of a pure-Python reference that stays the
+ * specification and the fallback (see each function's docstring). Built by setup.py when a
+ * C compiler is there; engine/interest.py uses it when it imports, unless the environment
+ * sets TICKWIRE_NO_SPEEDUPS. tests/test_speedups.py checks every function's output
+ * against its reference, byte for byte.
+ *
+ * Arrays come in through the buffer protocol (no numpy headers: the build needs only
+ * Python's): 1-D, C-contiguous, 8-byte integers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* -- buffers ------------------------------------------------------------------------- */
+
+static int
+get_array_nd(PyObject *obj, Py_buffer *view, int writable, int ndim, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    char last = f[0] ? f[strlen(f) - 1] : 'B';
+    if (view->ndim != ndim || view->itemsize != 8 || !strchr("qQlL", last)) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "%s: expected a %d-D array of 8-byte integers", name, ndim);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+get_array(PyObject *obj, Py_buffer *view, int writable, const char *name)
+{
+    return get_array_nd(obj, view, writable, 1, name);
+}
+
+#define LEN(view) ((view).len / 8)
+
+/* -- bits ---------------------------------------------------------------------------- */
+
+static inline int
+vlen(uint64_t v)
+{
+    int n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static inline uint8_t *
+put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static inline int
+bit_length(uint64_t v)
+{
+    int n = 0;
+    while (v) {
+        v >>= 1;
+        n++;
+    }
+    return n;
+}
+
+/* LSB-first bit writer into a zeroed buffer: whole 64-bit words as they fill, the rest on
+ * flush. The caller leaves 8 bytes of slack after the last byte it writes. */
+typedef struct {
+    uint8_t *p;
+    uint64_t acc;
+    int n; /* bits held in acc, 0..63 */
+} BitWriter;
+
+static inline void
+store64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void
+put_bits(BitWriter *w, uint64_t v, int width)
+{
+    if (width <= 0)
+        return;
+    if (width < 64)
+        v &= ((uint64_t)1 << width) - 1;
+    w->acc |= v << w->n;
+    if (w->n + width >= 64) {
+        store64(w->p, w->acc);
+        w->p += 8;
+        int taken = 64 - w->n; /* bits of v now written */
+        w->acc = taken < 64 ? v >> taken : 0;
+        w->n += width - 64;
+    } else {
+        w->n += width;
+    }
+}
+
+static inline void
+flush_bits(BitWriter *w)
+{
+    for (int k = 0; k < w->n; k += 8)
+        *w->p++ = (uint8_t)(w->acc >> k);
+    w->acc = 0;
+    w->n = 0;
+}
+
+/* -- entity sync ----------------------------------------------------------------------- */
+
+#define MAX_FIELDS 64
+enum { UPDATE = 0, ENTER = 1, DEPART = 2 }; /* group kinds, the low 2 bits of a code */
+
+/* The struct's fields: each one's wire values (indexed by entity id) and wire width. */
+typedef struct {
+    Py_ssize_t nf, held; /* fields; buffers held */
+    Py_buffer views[MAX_FIELDS];
+    int widths[MAX_FIELDS];
+} Fields;
+
+static void
+fields_release(Fields *f)
+{
+    for (Py_ssize_t i = 0; i < f->held; i++)
+        PyBuffer_Release(&f->views[i]);
+    f->held = 0;
+}
+
+static int
+fields_get(Fields *f, PyObject *o_vals, PyObject *o_widths)
+{
+    f->nf = f->held = 0;
+    if (!PyTuple_Check(o_widths) || !PyTuple_Check(o_vals)) {
+        PyErr_SetString(PyExc_TypeError, "vals and widths must be tuples");
+        return -1;
+    }
+    Py_ssize_t nf = PyTuple_GET_SIZE(o_widths);
+    if (nf < 1 || nf > MAX_FIELDS || PyTuple_GET_SIZE(o_vals) != nf) {
+        PyErr_SetString(PyExc_ValueError, "one value array and one width per field, 1 to 64 fields");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nf; i++) {
+        long w = PyLong_AsLong(PyTuple_GET_ITEM(o_widths, i));
+        if (w == -1 && PyErr_Occurred())
+            return -1;
+        if (w < 0 || w > 64) {
+            PyErr_SetString(PyExc_ValueError, "a field's width must be 0 to 64 bits");
+            return -1;
+        }
+        f->widths[i] = (int)w;
+    }
+    for (; f->held < nf; f->held++) {
+        if (get_array(PyTuple_GET_ITEM(o_vals, f->held), &f->views[f->held], 0, "vals") < 0) {
+            fields_release(f);
+            return -1;
+        }
+    }
+    f->nf = nf;
+    return 0;
+}
+
+/* One tick's records: segment (a cell's updates, or ncells + a cell's snapshot), code
+ * (kind | field mask << 2), the fields carried, and the entity id. */
+typedef struct {
+    int64_t seg;
+    uint64_t code, mask;
+    int64_t id;
+} Record;
+
+typedef struct {
+    Py_ssize_t start; /* first record */
+    Py_ssize_t count;
+    int64_t seg;
+    uint64_t code, mask, first;
+    int gapw;  /* gap width of the header: 0 for plain ids */
+    int bits;  /* bits of a record after the first */
+    Py_ssize_t total; /* bytes of the group, header included */
+} Group;
+
+/* Stable sort of the records by (segment, code): LSD radix on the code's bytes that
+ * vary, then a counting sort on the segment. `tmp` holds n records. */
+static int
+sort_records(Record *rec, Record *tmp, Py_ssize_t n, Py_ssize_t nsegs)
+{
+    uint64_t all_or = 0, all_and = ~(uint64_t)0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        all_or |= rec[i].code;
+        all_and &= rec[i].code;
+    }
+    Py_ssize_t count[256];
+    for (int shift = 0; shift < 64; shift += 8) {
+        if (!(((all_or ^ all_and) >> shift) & 0xFF))
+            continue; /* the same byte in every code */
+        memset(count, 0, sizeof count);
+        for (Py_ssize_t i = 0; i < n; i++)
+            count[(rec[i].code >> shift) & 0xFF]++;
+        Py_ssize_t at = 0;
+        for (int d = 0; d < 256; d++) {
+            Py_ssize_t c = count[d];
+            count[d] = at;
+            at += c;
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            tmp[count[(rec[i].code >> shift) & 0xFF]++] = rec[i];
+        memcpy(rec, tmp, n * sizeof(Record));
+    }
+    Py_ssize_t *start = PyMem_Calloc(nsegs + 1, sizeof(Py_ssize_t));
+    if (!start) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        start[rec[i].seg + 1]++;
+    for (Py_ssize_t s = 0; s < nsegs; s++)
+        start[s + 1] += start[s];
+    for (Py_ssize_t i = 0; i < n; i++)
+        tmp[start[rec[i].seg]++] = rec[i];
+    memcpy(rec, tmp, n * sizeof(Record));
+    PyMem_Free(start);
+    return 0;
+}
+
+/* The bytes of sorted records (WIRE.md, "Entity sync"), and every segment's start in
+ * `off` (nsegs + 1 of them). */
+static PyObject *
+encode_records(const Record *rec, Py_ssize_t n, const Fields *f, int id_bits, int64_t *off, Py_ssize_t nsegs)
+{
+    Py_ssize_t ncells = nsegs / 2;
+    const uint64_t *vals[MAX_FIELDS];
+    Py_ssize_t nvals[MAX_FIELDS];
+    for (Py_ssize_t i = 0; i < f->nf; i++) {
+        vals[i] = f->views[i].buf;
+        nvals[i] = LEN(f->views[i]);
+    }
+    Group *groups = PyMem_Malloc((n ? n : 1) * sizeof(Group));
+    if (!groups)
+        return PyErr_NoMemory();
+    PyObject *result = NULL;
+
+    /* Groups: runs of one segment and code; ids ascend in each. */
+    Py_ssize_t ng = 0;
+    uint64_t maxgap = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        const Record *r = &rec[k];
+        if (ng && groups[ng - 1].seg == r->seg && groups[ng - 1].code == r->code) {
+            uint64_t gap = (uint64_t)(r->id - rec[k - 1].id - 1);
+            if (gap > maxgap)
+                maxgap = gap;
+            groups[ng - 1].count++;
+            continue;
+        }
+        if (ng)
+            groups[ng - 1].gapw = maxgap ? bit_length(maxgap) : 1;
+        Group *g = &groups[ng++];
+        g->start = k;
+        g->count = 1;
+        g->seg = r->seg;
+        g->code = r->code;
+        g->mask = r->mask;
+        g->first = (uint64_t)r->id;
+        maxgap = 0;
+    }
+    if (ng)
+        groups[ng - 1].gapw = maxgap ? bit_length(maxgap) : 1;
+
+    /* Each group's size: it sends its first id as a varint and each next one as the gap
+     * from the one before, in the fewest bits that hold its largest gap, when that is
+     * smaller than plain ids. */
+    for (Py_ssize_t i = 0; i < ng; i++) {
+        Group *g = &groups[i];
+        int fbits = 0;
+        int64_t last = rec[g->start + g->count - 1].id;
+        for (Py_ssize_t j = 0; j < f->nf; j++) {
+            if (g->mask >> j & 1) {
+                fbits += f->widths[j];
+                if (last >= nvals[j]) {
+                    PyErr_SetString(PyExc_ValueError, "an id is past the end of a value array");
+                    goto done;
+                }
+            }
+        }
+        int first_len = vlen(g->first);
+        int delta = 8 * first_len + (g->count - 1) * (int64_t)g->gapw < g->count * (int64_t)id_bits;
+        if (!delta)
+            g->gapw = 0;
+        g->bits = (delta ? g->gapw : id_bits) + fbits;
+        int head = vlen(g->code) + vlen((uint64_t)g->count) + 1 + (delta ? first_len : 0);
+        g->total = head + ((g->count * (int64_t)g->bits - g->gapw + 7) >> 3);
+    }
+
+    /* Segment sizes, in segment order, and the offsets. */
+    Py_ssize_t total = 0;
+    int64_t at = 0; /* the next segment whose end is unwritten */
+    off[0] = 0;
+    for (Py_ssize_t i = 0; i < ng;) {
+        int64_t s = groups[i].seg;
+        Py_ssize_t j = i, body = 0;
+        while (j < ng && groups[j].seg == s)
+            body += groups[j++].total;
+        for (; at < s; at++)
+            off[at + 1] = total;
+        total += vlen((uint64_t)(s % ncells) << 1) + vlen((uint64_t)(j - i)) + body;
+        off[s + 1] = total;
+        at = s + 1;
+        i = j;
+    }
+    for (; at < nsegs; at++)
+        off[at + 1] = total;
+
+    /* The bytes. Every one is written: headers, then each group's records through the
+     * bit writer, which stores only bytes of its own group. */
+    result = PyBytes_FromStringAndSize(NULL, total);
+    if (!result)
+        goto done;
+    uint8_t *base = (uint8_t *)PyBytes_AS_STRING(result);
+    for (Py_ssize_t i = 0; i < ng;) {
+        int64_t s = groups[i].seg;
+        Py_ssize_t j = i;
+        while (j < ng && groups[j].seg == s)
+            j++;
+        uint8_t *p = base + off[s];
+        p = put_varint(p, (uint64_t)(s % ncells) << 1); /* the op tag: OP_CELL */
+        p = put_varint(p, (uint64_t)(j - i));
+        for (; i < j; i++) {
+            const Group *g = &groups[i];
+            uint8_t *end = p + g->total;
+            p = put_varint(p, g->code);
+            p = put_varint(p, (uint64_t)g->count);
+            *p++ = (uint8_t)g->gapw;
+            if (g->gapw)
+                p = put_varint(p, g->first);
+            BitWriter w = {p, 0, 0};
+            for (Py_ssize_t k = g->start; k < g->start + g->count; k++) {
+                int64_t id = rec[k].id;
+                if (!g->gapw)
+                    put_bits(&w, (uint64_t)id, id_bits);
+                else if (k > g->start)
+                    put_bits(&w, (uint64_t)(id - rec[k - 1].id - 1), g->gapw);
+                uint64_t m = g->mask;
+                for (int fi = 0; m; fi++, m >>= 1) {
+                    if (m & 1)
+                        put_bits(&w, vals[fi][id], f->widths[fi]);
+                }
+            }
+            flush_bits(&w);
+            p = end;
+        }
+    }
+
+done:
+    PyMem_Free(groups);
+    return result;
+}
+
+static int
+get_flags(PyObject *obj, Py_buffer *view, Py_ssize_t n, const char *name)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    if (view->ndim != 1 || view->itemsize != 1 || !strchr("?bB", f[strlen(f) - 1]) || view->len != n) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "%s: expected %zd booleans", name, n);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(sync_records_doc,
+"sync_records(cell, prev, mask, watched, is_snap, vals, widths, id_bits, off)\n"
+"    -> (bytes, records)\n\n"
+"engine/interest.py's sync_records (its reference): one tick's entity records, from\n"
+"every row's cell now and at the last tick (int64, -1: not alive) and changed-field\n"
+"mask, the watched cells and those snapshotted (booleans); their bytes in one buffer,\n"
+"in segment order, each segment's start written to `off` (int64, 2 * ncells + 1).");
+
+static PyObject *
+sync_records(PyObject *self, PyObject *args)
+{
+    PyObject *o_cell, *o_prev, *o_mask, *o_watched, *o_snap, *o_vals, *o_widths, *o_off;
+    int id_bits;
+    if (!PyArg_ParseTuple(args, "OOOOOOOiO:sync_records", &o_cell, &o_prev, &o_mask, &o_watched, &o_snap,
+                          &o_vals, &o_widths, &id_bits, &o_off))
+        return NULL;
+    Py_buffer b_cell = {0}, b_prev = {0}, b_mask = {0}, b_watched = {0}, b_snap = {0}, b_off = {0};
+    Fields fields = {0};
+    Record *rec = NULL;
+    PyObject *buf = NULL, *result = NULL;
+
+    if (get_array(o_cell, &b_cell, 0, "cell") < 0 || get_array(o_prev, &b_prev, 0, "prev") < 0
+        || get_array(o_mask, &b_mask, 0, "mask") < 0 || get_array(o_off, &b_off, 1, "off") < 0)
+        goto done;
+    Py_ssize_t n = LEN(b_cell), nsegs = LEN(b_off) - 1, ncells = nsegs / 2;
+    if (LEN(b_prev) != n || LEN(b_mask) != n) {
+        PyErr_SetString(PyExc_ValueError, "cell, prev and mask differ in length");
+        goto done;
+    }
+    if (nsegs < 2 || nsegs % 2) {
+        PyErr_SetString(PyExc_ValueError, "off must hold 2 * ncells + 1 offsets");
+        goto done;
+    }
+    if (get_flags(o_watched, &b_watched, ncells, "watched") < 0 || get_flags(o_snap, &b_snap, ncells, "is_snap") < 0)
+        goto done;
+    if (id_bits < 1 || id_bits > 64) {
+        PyErr_SetString(PyExc_ValueError, "id_bits must be 1 to 64");
+        goto done;
+    }
+    if (fields_get(&fields, o_vals, o_widths) < 0)
+        goto done;
+    uint64_t full = fields.nf == 64 ? ~(uint64_t)0 : ((uint64_t)1 << fields.nf) - 1;
+
+    const int64_t *cell = b_cell.buf, *prev = b_prev.buf;
+    const uint64_t *mask = b_mask.buf;
+    const uint8_t *watched = b_watched.buf, *snap = b_snap.buf;
+    /* At most three records a row: an update or an enter, a departure, a snapshot row. */
+    rec = PyMem_Malloc((3 * n + 1) * 2 * sizeof(Record));
+    if (!rec) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t nrec = 0;
+    for (Py_ssize_t id = 0; id < n; id++) {
+        int64_t c = cell[id], p = prev[id];
+        if (c < -1 || c >= ncells || p < -1 || p >= ncells) {
+            PyErr_SetString(PyExc_ValueError, "a cell is outside the grid");
+            goto done;
+        }
+        if (mask[id] & ~full) {
+            PyErr_SetString(PyExc_ValueError, "a field mask names a field that does not exist");
+            goto done;
+        }
+        int same = c >= 0 && p == c;
+        if (same) {
+            if (mask[id] && watched[c])
+                rec[nrec++] = (Record){c, mask[id] << 2 | UPDATE, mask[id], id};
+        } else {
+            if (c >= 0 && watched[c])
+                rec[nrec++] = (Record){c, ENTER, full, id};
+            if (p >= 0 && watched[p])
+                rec[nrec++] = (Record){p, DEPART, 0, id};
+        }
+        if (c >= 0 && snap[c])
+            rec[nrec++] = (Record){ncells + c, ENTER, full, id};
+    }
+    if (sort_records(rec, rec + 3 * n + 1, nrec, nsegs) < 0)
+        goto done;
+    buf = encode_records(rec, nrec, &fields, id_bits, b_off.buf, nsegs);
+    if (buf)
+        result = Py_BuildValue("(Nn)", buf, nrec);
+
+done:
+    PyMem_Free(rec);
+    fields_release(&fields);
+    Py_buffer *views[] = {&b_cell, &b_prev, &b_mask, &b_watched, &b_snap, &b_off};
+    for (size_t i = 0; i < sizeof views / sizeof *views; i++)
+        if (views[i]->obj)
+            PyBuffer_Release(views[i]);
+    return result;
+}
+
+/* -- messages from ranges of a buffer ----------------------------------------------- */
+
+PyDoc_STRVAR(join_messages_doc,
+"join_messages(prefix, buf, a, b) -> list[bytes]\n\n"
+"engine/interest.py's join_messages (its reference): for each row k of the (k, m)\n"
+"int64 arrays a and b, the bytes buf[a[k, j]:b[k, j]] for j = 0..m-1 (an empty or\n"
+"reversed range adds nothing), after `prefix` and the varint of their total length;\n"
+"a row with no bytes gives no message.");
+
+static PyObject *
+join_messages(PyObject *self, PyObject *args)
+{
+    Py_buffer prefix = {0}, buf = {0}, ba = {0}, bb = {0};
+    PyObject *a, *b, *out = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*OO:join_messages", &prefix, &buf, &a, &b))
+        return NULL;
+    if (get_array_nd(a, &ba, 0, 2, "a") < 0)
+        goto done;
+    if (get_array_nd(b, &bb, 0, 2, "b") < 0)
+        goto done;
+    if (ba.shape[0] != bb.shape[0] || ba.shape[1] != bb.shape[1]) {
+        PyErr_SetString(PyExc_ValueError, "a and b differ in shape");
+        goto done;
+    }
+    Py_ssize_t rows = ba.shape[0], m = ba.shape[1], size = buf.len;
+    const int64_t *pa = ba.buf, *pb = bb.buf;
+    for (Py_ssize_t i = 0; i < rows * m; i++) {
+        if (pb[i] > pa[i] && (pa[i] < 0 || pb[i] > size)) {
+            PyErr_SetString(PyExc_ValueError, "a range is outside the buffer");
+            goto done;
+        }
+    }
+    out = PyList_New(0);
+    if (!out)
+        goto done;
+    const uint8_t *src = buf.buf;
+    for (Py_ssize_t k = 0; k < rows; k++) {
+        const int64_t *ra = pa + k * m, *rb = pb + k * m;
+        uint64_t total = 0;
+        for (Py_ssize_t j = 0; j < m; j++)
+            if (rb[j] > ra[j])
+                total += (uint64_t)(rb[j] - ra[j]);
+        if (!total)
+            continue;
+        PyObject *msg = PyBytes_FromStringAndSize(NULL, prefix.len + vlen(total) + (Py_ssize_t)total);
+        if (!msg) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        uint8_t *p = (uint8_t *)PyBytes_AS_STRING(msg);
+        memcpy(p, prefix.buf, prefix.len);
+        p = put_varint(p + prefix.len, total);
+        for (Py_ssize_t j = 0; j < m; j++) {
+            if (rb[j] > ra[j]) {
+                memcpy(p, src + ra[j], (size_t)(rb[j] - ra[j]));
+                p += rb[j] - ra[j];
+            }
+        }
+        int failed = PyList_Append(out, msg);
+        Py_DECREF(msg);
+        if (failed) {
+            Py_CLEAR(out);
+            goto done;
+        }
+    }
+
+done:
+    if (ba.obj)
+        PyBuffer_Release(&ba);
+    if (bb.obj)
+        PyBuffer_Release(&bb);
+    PyBuffer_Release(&prefix);
+    PyBuffer_Release(&buf);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"sync_records", sync_records, METH_VARARGS, sync_records_doc},
+    {"join_messages", join_messages, METH_VARARGS, join_messages_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "engine._speedups", "Native twins of Tickwire's hot loops.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,21 @@
+"""The C extension engine/_speedups.c, when it was built and is wanted.
+
+`native` is the extension module, or None: no compiler at install time, or the
+environment sets TICKWIRE_NO_SPEEDUPS to a non-empty value (to compare, or to rule the
+extension out when hunting a bug). Each function in it has a pure-Python twin that is
+the reference; callers use the native one when `native` is not None.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+native: ModuleType | None
+try:
+    from . import _speedups as native
+except ImportError:
+    native = None
+
+if os.environ.get("TICKWIRE_NO_SPEEDUPS"):
+    native = None

@@ -1,0 +1,199 @@
+"""The C extension (engine/_speedups.c) against its pure-Python references, byte for byte,
+and its refusal of bad arguments (an error, never a crash)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import run_state_machine_as_test
+
+import engine.interest as interest
+from conftest import require_native
+from engine import speedups
+from engine.interest import SyncLayout, join_messages, sync_records
+from test_interest import MACHINE_SETTINGS, InterestMachine
+
+
+def both(lay, cell, prev, mask, watched, is_snap, vals, native):
+    """sync_records with the C extension and with its numpy reference."""
+    saved = speedups.native
+    try:
+        speedups.native = native
+        fast = sync_records(lay, cell, prev, mask, watched, is_snap, vals)
+        speedups.native = None
+        slow = sync_records(lay, cell, prev, mask, watched, is_snap, vals)
+    finally:
+        speedups.native = saved
+    return fast, slow
+
+
+def assert_same(fast, slow):
+    (buf, off, records), (ref, ref_off, ref_records) = fast, slow
+    assert buf == ref
+    assert off.tolist() == ref_off.tolist()
+    assert records == ref_records
+
+
+@st.composite
+def ticks(draw):
+    """A layout with fields of any width (1 to 64 bits), and one tick's rows: each one
+    dead or in a cell, now and at the last tick, with any changed-field mask; any cells
+    watched and snapshotted. Sparse rows make wide id gaps, dense ones plain-coded
+    groups; a small grid puts every kind of record in one segment."""
+    nf = draw(st.integers(1, 6))
+    widths = tuple(draw(st.lists(st.integers(1, 64), min_size=nf, max_size=nf)))
+    id_bits = draw(st.integers(1, 14))
+    cols, rows = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    ncells = cols * rows
+    lay = SyncLayout(tuple(range(nf)), widths, id_bits, 0, min(1, nf - 1), 4, 4, cols, rows)  # type: ignore[arg-type]
+    n = draw(st.integers(0, 1 << id_bits))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    dead = draw(st.sampled_from([0.0, 0.1, 0.9]))
+    moved = draw(st.sampled_from([0.0, 0.05, 0.5]))
+    prev = np.where(rng.random(n) < dead, -1, rng.integers(0, ncells, n))
+    cell = np.where(rng.random(n) < moved, rng.integers(0, ncells, n), prev)
+    cell = np.where(rng.random(n) < dead, -1, cell)
+    mask = rng.integers(0, 1 << nf, n, dtype=np.uint64)
+    mask[(cell < 0) | (prev < 0)] = 0  # as EntityTable.sync leaves it
+    watched = rng.random(ncells) < draw(st.sampled_from([0.3, 1.0]))
+    is_snap = rng.random(ncells) < draw(st.sampled_from([0.0, 0.3]))
+    vals = [rng.integers(0, 2**64, n, dtype=np.uint64) >> np.uint64(64 - w) for w in widths]
+    return lay, cell.astype(np.int64), prev.astype(np.int64), mask, watched, is_snap, vals
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ticks())
+def test_sync_records_matches_numpy(tick):
+    assert_same(*both(*tick, require_native()))
+
+
+def test_the_property_machine_with_both_at_once(monkeypatch):
+    """Interest's property machine (tests/test_interest.py), each tick's records made by
+    both."""
+    native = require_native()
+    compared = []
+
+    def checked(*args):
+        fast, slow = both(*args, native)
+        assert_same(fast, slow)
+        compared.append(fast[2])
+        return fast
+
+    monkeypatch.setattr(interest, "sync_records", checked)
+    run_state_machine_as_test(InterestMachine, settings=MACHINE_SETTINGS)
+    assert sum(map(bool, compared)) > 100  # ticks with records
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(max_size=300),
+    st.binary(max_size=3),
+    st.integers(0, 6),
+    st.integers(1, 4),
+    st.integers(0, 2**32 - 1),
+)
+def test_join_messages_matches_python(buf, prefix, rows, m, seed):
+    """Ranges anywhere in the buffer, empty and reversed ones too; messages past 127
+    bytes have a two-byte length."""
+    native = require_native()
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, len(buf) + 1, (rows, m))
+    b = np.where(rng.random((rows, m)) < 0.2, a, rng.integers(0, len(buf) + 1, (rows, m)))
+    saved = speedups.native
+    try:
+        speedups.native = native
+        fast = join_messages(prefix, buf, a, b)
+        speedups.native = None
+        slow = join_messages(prefix, buf, a, b)
+    finally:
+        speedups.native = saved
+    assert fast == slow
+    assert all(type(x) is bytes for x in fast)
+
+
+@pytest.mark.parametrize(
+    "a, b, error",
+    [
+        (np.array([[0, 2]]), np.array([[1, 11]]), ValueError),  # past the end
+        (np.array([[-1, 2]]), np.array([[1, 3]]), ValueError),  # before the start
+        (np.array([[0, 2]]), np.array([[1, 3], [4, 5]]), ValueError),  # shapes differ
+        (np.array([0, 2]), np.array([1, 3]), TypeError),  # 1-D
+        (np.array([[0, 2]], np.int32), np.array([[1, 3]], np.int32), TypeError),
+    ],
+)
+def test_join_messages_refuses_bad_ranges(a, b, error):
+    native = require_native()
+    with pytest.raises(error):
+        native.join_messages(b"\x1e", bytes(10), a, b)
+
+
+def good_args():
+    """Two fields, two columns and one row of cells, four rows of entities."""
+    return dict(
+        cell=np.array([0, 1, -1, 1], np.int64),
+        prev=np.array([0, 0, 1, -1], np.int64),
+        mask=np.array([3, 0, 0, 0], np.uint64),
+        watched=np.array([True, True]),
+        is_snap=np.array([False, True]),
+        vals=(np.arange(4, dtype=np.uint64), np.arange(4, dtype=np.uint64)),
+        widths=(5, 7),
+        id_bits=2,
+        off=np.zeros(5, np.int64),
+    )
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"cell": np.array([0, 1, -1, 1], np.int32)}, TypeError),  # 4-byte integers
+        ({"mask": np.array([3.0, 0, 0, 0])}, TypeError),  # floats
+        ({"prev": np.array([[0, 0, 1, -1]], np.int64)}, TypeError),  # 2-D
+        ({"off": np.zeros(9, np.int64)[::2]}, (TypeError, BufferError, ValueError)),  # not contiguous
+        ({"off": np.zeros(4, np.int64)}, ValueError),  # an odd number of segments
+        ({"watched": np.array([1, 1], np.int64)}, TypeError),  # not booleans
+        ({"is_snap": np.array([True])}, TypeError),  # one per cell
+        ({"vals": [np.arange(4, dtype=np.uint64)] * 2}, TypeError),  # a list
+        ({"vals": (np.arange(4, dtype=np.uint64),)}, ValueError),  # one array for two widths
+        ({"widths": (5, 65)}, ValueError),
+        ({"id_bits": 0}, ValueError),
+        ({"cell": np.array([0, 2, -1, 1], np.int64)}, ValueError),  # outside the grid
+        ({"prev": np.array([0, 0, -2, -1], np.int64)}, ValueError),
+        ({"mask": np.array([4, 0, 0, 0], np.uint64)}, ValueError),  # a field that does not exist
+        ({"vals": (np.arange(4, dtype=np.uint64), np.arange(2, dtype=np.uint64))}, ValueError),  # too short
+        ({"prev": np.array([0, 0, 1], np.int64)}, ValueError),  # lengths differ
+    ],
+)
+def test_sync_records_refuses_bad_arguments(change, error):
+    native = require_native()
+    args = {**good_args(), **change}
+    with pytest.raises(error):
+        native.sync_records(*args.values())
+
+
+def test_sync_records_of_good_arguments():
+    """The arguments the refusals above start from are good, with 7 records: row 0 an
+    update, row 1 a departure from cell 0, an enter into cell 1 and a snapshot row, row 2
+    a departure, row 3 an enter and a snapshot row."""
+    native = require_native()
+    args = good_args()
+    lay = SyncLayout((0, 1), (5, 7), 2, 0, 1, 4, 4, 2, 1)  # type: ignore[arg-type]
+    buf, records = native.sync_records(*args.values())
+    speedups_off = args["off"].tolist()
+    ref, ref_off, ref_records = both(lay, *(args[k] for k in ("cell", "prev", "mask", "watched", "is_snap")), list(args["vals"]), None)[1]
+    assert (buf, records, speedups_off) == (ref, ref_records, ref_off.tolist())
+    assert records == 7
+
+
+def test_no_speedups_environment_variable():
+    require_native()
+    code = "from engine import speedups; print(speedups.native is None)"
+    for value, expected in (("1", "True"), ("", "False")):
+        env = {**os.environ, "TICKWIRE_NO_SPEEDUPS": value}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expected
