@@ -10,6 +10,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <limits.h>
+#include <math.h>
 #include <string.h>
 
 /* -- buffers ------------------------------------------------------------------------- */
@@ -468,6 +470,173 @@ done:
     return result;
 }
 
+/* -- entity table sync ------------------------------------------------------------- */
+
+/* A column's buffer: 1-D, C-contiguous, of one of the numeric formats below. */
+static int
+get_column(PyObject *obj, Py_buffer *view, const char *kinds, Py_ssize_t n)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    char c = f[strlen(f) - 1];
+    if (view->ndim != 1 || !strchr(kinds, c) || view->len / view->itemsize != n) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "column: expected %zd values of a kind in '%s'", n, kinds);
+        return -1;
+    }
+    return 0;
+}
+
+/* The rows of wire, sent and mask, all of length n, checked. */
+static int
+get_rows(PyObject *o_wire, PyObject *o_sent, PyObject *o_mask, Py_buffer *wire, Py_buffer *sent, Py_buffer *mask)
+{
+    if (get_array(o_wire, wire, 1, "wire") < 0)
+        return -1;
+    if (get_array(o_sent, sent, 0, "sent") < 0) {
+        PyBuffer_Release(wire);
+        return -1;
+    }
+    if (get_array(o_mask, mask, 1, "mask") < 0) {
+        PyBuffer_Release(wire);
+        PyBuffer_Release(sent);
+        return -1;
+    }
+    if (LEN(*sent) != LEN(*wire) || LEN(*mask) != LEN(*wire)) {
+        PyBuffer_Release(wire);
+        PyBuffer_Release(sent);
+        PyBuffer_Release(mask);
+        PyErr_SetString(PyExc_ValueError, "wire, sent and mask differ in length");
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(wire_quant_doc,
+"wire_quant(col, min, step, qtop, wire, sent, mask, bit) -> None\n\n"
+"FieldSpec.diff_into for a quantised field (engine/entities.py; its reference is\n"
+"Quant.quantise_array): wire[i] = clamp(round_half_even((col[i] - min) / step), 0,\n"
+"qtop) in doubles, and bit `bit` of mask[i] set where wire[i] != sent[i]. col holds\n"
+"float32 or float64 values. A NaN raises ValueError (wire and mask then hold a part of\n"
+"the results: the caller drops them).");
+
+static PyObject *
+wire_quant(PyObject *self, PyObject *args)
+{
+    PyObject *o_col, *o_wire, *o_sent, *o_mask;
+    double min, step;
+    unsigned long long qtop;
+    int bit;
+    if (!PyArg_ParseTuple(args, "OddKOOOi:wire_quant", &o_col, &min, &step, &qtop, &o_wire, &o_sent, &o_mask, &bit))
+        return NULL;
+    if (bit < 0 || bit > 63 || qtop >= ((unsigned long long)1 << 53)) {
+        PyErr_SetString(PyExc_ValueError, "bit must be 0 to 63 and qtop under 2**53");
+        return NULL;
+    }
+    Py_buffer col, wire, sent, mask;
+    if (get_rows(o_wire, o_sent, o_mask, &wire, &sent, &mask) < 0)
+        return NULL;
+    Py_ssize_t n = LEN(wire);
+    PyObject *result = NULL;
+    if (get_column(o_col, &col, "fd", n) < 0)
+        goto release;
+    uint64_t *w = wire.buf, *m = mask.buf, flag = (uint64_t)1 << bit;
+    const uint64_t *sv = sent.buf;
+    const double top = (double)qtop;
+    int nan = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double v = col.itemsize == 4 ? (double)((const float *)col.buf)[i] : ((const double *)col.buf)[i];
+        double q = rint((v - min) / step);
+        nan |= q != q;
+        q = q < 0.0 ? 0.0 : q;
+        q = q > top ? top : q;
+        w[i] = (uint64_t)q;
+        if (w[i] != sv[i])
+            m[i] |= flag;
+    }
+    PyBuffer_Release(&col);
+    if (nan)
+        PyErr_SetString(PyExc_ValueError, "NaN cannot be quantised");
+    else
+        result = Py_NewRef(Py_None);
+release:
+    PyBuffer_Release(&wire);
+    PyBuffer_Release(&sent);
+    PyBuffer_Release(&mask);
+    return result;
+}
+
+PyDoc_STRVAR(wire_int_doc,
+"wire_int(col, lo, hi, width, wire, sent, mask, bit) -> None\n\n"
+"FieldSpec.diff_into for an integer or boolean field (engine/entities.py; its reference\n"
+"is FieldSpec.to_wire): wire[i] = col[i] as a two's complement integer of `width` bits,\n"
+"and bit `bit` of mask[i] set where wire[i] != sent[i]. A value outside lo..hi (both\n"
+"within int64) raises ValueError and writes nothing.");
+
+static PyObject *
+wire_int(PyObject *self, PyObject *args)
+{
+    PyObject *o_col, *o_wire, *o_sent, *o_mask;
+    long long lo, hi;
+    int width, bit;
+    if (!PyArg_ParseTuple(args, "OLLiOOOi:wire_int", &o_col, &lo, &hi, &width, &o_wire, &o_sent, &o_mask, &bit))
+        return NULL;
+    if (bit < 0 || bit > 63 || width < 1 || width > 64) {
+        PyErr_SetString(PyExc_ValueError, "bit must be 0 to 63 and width 1 to 64");
+        return NULL;
+    }
+    Py_buffer col, wire, sent, mask;
+    if (get_rows(o_wire, o_sent, o_mask, &wire, &sent, &mask) < 0)
+        return NULL;
+    Py_ssize_t n = LEN(wire);
+    PyObject *result = NULL;
+    if (get_column(o_col, &col, "?bBhHiIlLqQ", n) < 0)
+        goto release;
+    const char *f = col.format ? col.format : "B";
+    char c = f[strlen(f) - 1];
+    int is_signed = strchr("bhilq", c) != NULL;
+    uint64_t keep = width == 64 ? ~(uint64_t)0 : ((uint64_t)1 << width) - 1;
+    uint64_t *w = wire.buf, *m = mask.buf, flag = (uint64_t)1 << bit;
+    const uint64_t *sv = sent.buf;
+    /* Check every value first, so that a refused column writes nothing. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const char *p = (const char *)col.buf + i * col.itemsize;
+            long long v;
+            int over = 0; /* a uint64 past LLONG_MAX: over any hi */
+            switch (col.itemsize) {
+            /* (long long) on each side: a ternary of int32_t and uint32_t is unsigned */
+            case 1: v = is_signed ? (long long)*(const int8_t *)p : (long long)*(const uint8_t *)p; break;
+            case 2: v = is_signed ? (long long)*(const int16_t *)p : (long long)*(const uint16_t *)p; break;
+            case 4: v = is_signed ? (long long)*(const int32_t *)p : (long long)*(const uint32_t *)p; break;
+            default:
+                v = *(const int64_t *)p;
+                over = !is_signed && v < 0;
+            }
+            if (pass == 0) {
+                if (over || v < lo || v > hi) {
+                    PyErr_Format(PyExc_ValueError, "a value is out of range %lld..%lld", lo, hi);
+                    goto done;
+                }
+                continue;
+            }
+            uint64_t x = (uint64_t)v & keep;
+            w[i] = x;
+            if (x != sv[i])
+                m[i] |= flag;
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&col);
+release:
+    PyBuffer_Release(&wire);
+    PyBuffer_Release(&sent);
+    PyBuffer_Release(&mask);
+    return result;
+}
+
 /* -- messages from ranges of a buffer ----------------------------------------------- */
 
 PyDoc_STRVAR(join_messages_doc,
@@ -547,6 +716,8 @@ done:
 static PyMethodDef methods[] = {
     {"sync_records", sync_records, METH_VARARGS, sync_records_doc},
     {"join_messages", join_messages, METH_VARARGS, join_messages_doc},
+    {"wire_quant", wire_quant, METH_VARARGS, wire_quant_doc},
+    {"wire_int", wire_int, METH_VARARGS, wire_int_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,8 +9,10 @@ except spawn and despawn, which are not per-tick work.
 Each send tick, `sync()` turns every live row into its wire integers (the quantised value
 of a `range` float, an integer masked to its `bits`, a float's IEEE bits) and compares
 them with what the previous sync produced: a field "changed" only when its quantised
-value did, so float noise below the schema's precision sends nothing. The comparison is
-one numpy pass per field over the rows in use (5,000 rows, 6 fields: ~0.2 ms here).
+value did, so float noise below the schema's precision sends nothing. Each field is one
+pass over the rows in use: one call of the C extension for quantised, integer and boolean
+fields (FieldSpec.diff_into), numpy otherwise (5,000 rows, 5 fields: 0.11 ms here, 0.16
+in numpy alone).
 
 Ids. An entity's id is its row (slot) index, and spawn takes the lowest free slot, so ids
 stay as small as the number of live entities allows, and a wire id needs only
@@ -32,6 +34,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from . import speedups
 from .errors import LimitExceeded
 from .packed import EncodeError, Quant, StructLayout
 
@@ -86,6 +89,28 @@ class FieldSpec:
         if self.kind == "uint":
             return col.astype(np.uint64)
         return col.astype(np.int64).astype(np.uint64) & np.uint64((1 << self.width) - 1)
+
+    def diff_into(self, col: np.ndarray, wire: np.ndarray, sent: np.ndarray, mask: np.ndarray, bit: int) -> None:
+        """wire[:] = to_wire(col), and bit `bit` of mask set where wire differs from sent.
+
+        For a quantised, integer or boolean field this is one call of the C extension's
+        wire_quant or wire_int when it is there (to_wire is their reference: ~10 numpy
+        passes a field); raw floats, and integers whose range is past int64, take
+        to_wire."""
+        native = speedups.native
+        if native is not None and (self.kind == "quant" or (self.kind != "float" and self.int_range[1] < 1 << 63)):
+            try:
+                if self.quant is not None:
+                    q = self.quant
+                    native.wire_quant(col, q.min, q.step, q.qtop, wire, sent, mask, bit)
+                else:
+                    native.wire_int(col, *self.int_range, self.width, wire, sent, mask, bit)
+            except ValueError as exc:
+                raise EncodeError(f"entity field '{self.name}': {exc}") from None
+            return
+        w = self.to_wire(col)
+        wire[:] = w
+        mask |= (w != sent).astype(np.uint64) << np.uint64(bit)
 
     @property
     def int_range(self) -> tuple[int, int]:
@@ -271,9 +296,7 @@ class EntityTable:
         mask = np.zeros(n, np.uint64)
         sent = self._sent
         for i, f in enumerate(self.fields):
-            w = f.to_wire(self._cols[f.name][:n])
-            wire[i] = w
-            mask |= (w != sent[i, :n]).astype(np.uint64) << np.uint64(i)
+            f.diff_into(self._cols[f.name][:n], wire[i], sent[i, :n], mask, i)
         alive = self.alive[:n].copy()
         was = self._was_alive[:n].copy()
         mask[~(alive & was)] = 0

@@ -46,3 +46,15 @@ def require_node_bin(name: str) -> str:
     if os.path.exists(local):
         return local
     return require_tool(name)
+
+
+@pytest.fixture(params=["native", "numpy"])
+def native_and_numpy(request, monkeypatch):
+    """Runs a test with the C extension's functions and again with their pure-Python
+    twins (engine/speedups.py); a module opts in with
+    `pytestmark = pytest.mark.usefixtures("native_and_numpy")`."""
+    from engine import speedups
+
+    monkeypatch.setattr(speedups, "native", require_native() if request.param == "native" else None)
+    return request.param
+

@@ -50,6 +50,9 @@ def compile_struct(text: str, name: str):
     return getattr(mod, name)
 
 
+# Every test here runs with the C extension's wire_quant and wire_int and with numpy.
+pytestmark = pytest.mark.usefixtures("native_and_numpy")
+
 Unit = compile_struct(UNIT, "Unit")
 Wide = compile_struct(UNIT, "Wide")
 

@@ -10,8 +10,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
 
-from conftest import require_native
-from engine import speedups
 from engine.entities import EntityTable
 from engine.errors import LimitExceeded
 from engine.interest import ClientWorld, Interest, SyncLayout, apply_entity_sync, apply_messages
@@ -68,12 +66,9 @@ Tiny = compile_struct(SCHEMA, "Tiny")
 Every = compile_struct(SCHEMA, "Every")
 
 
-@pytest.fixture(autouse=True, params=["native", "numpy"])
-def encoder(request, monkeypatch):
-    """Every test here runs with the C encoder and with its numpy reference
-    (test_speedups.py also runs the property machine with both at once, comparing bytes)."""
-    monkeypatch.setattr(speedups, "native", require_native() if request.param == "native" else None)
-    return request.param
+# Every test here runs with the C extension and with its numpy twins (test_speedups.py
+# also runs the property machine with both at once, comparing bytes).
+pytestmark = pytest.mark.usefixtures("native_and_numpy")
 
 
 def run_tick(grid: Interest, worlds: dict[int, ClientWorld]):

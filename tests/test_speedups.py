@@ -16,8 +16,11 @@ from hypothesis.stateful import run_state_machine_as_test
 import engine.interest as interest
 from conftest import require_native
 from engine import speedups
+from engine.entities import EntityTable
+from engine.packed import EncodeError
 from engine.interest import SyncLayout, join_messages, sync_records
-from test_interest import MACHINE_SETTINGS, InterestMachine
+from test_entities import Unit, Wide
+from test_interest import MACHINE_SETTINGS, Every, InterestMachine, Mob
 
 
 def both(lay, cell, prev, mask, watched, is_snap, vals, native):
@@ -188,6 +191,74 @@ def test_sync_records_of_good_arguments():
     ref, ref_off, ref_records = both(lay, *(args[k] for k in ("cell", "prev", "mask", "watched", "is_snap")), list(args["vals"]), None)[1]
     assert (buf, records, speedups_off) == (ref, ref_records, ref_off.tolist())
     assert records == 7
+
+
+FIELDS = [f for s in (Unit, Wide, Every, Mob) for f in EntityTable(s, 1).fields if f.kind != "float"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(FIELDS), st.integers(0, 40), st.integers(0, 2**32 - 1), st.sampled_from(["in", "edges", "wild"]))
+def test_diff_into_matches_numpy(spec, n, seed, values):
+    """FieldSpec.diff_into (EntityTable.sync's per-field pass) with wire_quant or wire_int
+    and with to_wire: the same wire integers and mask bits, or the same EncodeError.
+    Values: inside the field's range, on and past its edges (inf, -0.0, halves that
+    round to even), or anything its column holds (NaN, out-of-range integers)."""
+    native = require_native()
+    rng = np.random.default_rng(seed)
+    if spec.quant is not None:
+        q = spec.quant
+        inside = rng.uniform(q.min, q.max, n)
+        edges = rng.choice([q.min, q.max, q.min - 1, q.max + 1, np.inf, -np.inf, -0.0, q.min + q.step / 2, q.min + 1.5 * q.step], n)
+        wild = np.where(rng.random(n) < 0.2, np.nan, rng.normal(0, 1e6, n))
+    else:
+        lo, hi = spec.int_range
+        info = np.iinfo(spec.dtype) if spec.dtype != np.bool_ else None
+        inside = rng.integers(lo, hi + 1, n)
+        edges = rng.choice([lo, hi, 0], n)
+        wild = rng.integers(info.min, info.max, n, endpoint=True) if info is not None else rng.integers(0, 2, n)
+    col = {"in": inside, "edges": edges, "wild": wild}[values].astype(spec.dtype)
+    sent = rng.integers(0, 2, n, dtype=np.uint64) * rng.integers(0, 2**63, n, dtype=np.uint64)
+    bit = int(rng.integers(0, 48))
+    results = []
+    for path in (native, None):
+        speedups_saved, speedups.native = speedups.native, path
+        wire = np.zeros(n, np.uint64)
+        mask = rng.integers(0, 2**40, n, dtype=np.uint64) if path is native else results[0][2].copy()
+        start = mask.copy()
+        try:
+            spec.diff_into(col, wire, sent, mask, bit)
+            results.append(("ok", wire, start, mask))
+        except EncodeError as e:
+            results.append(("error", str(e), start, None))
+        finally:
+            speedups.native = speedups_saved
+    (kind, a, _, mask_a), (kind_b, b, _, mask_b) = results
+    assert kind == kind_b
+    if kind == "ok":
+        assert a.tolist() == b.tolist() and mask_a.tolist() == mask_b.tolist()
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda n: n.wire_quant(np.zeros(3, np.int32), 0.0, 1.0, 10, *rows(3), 0),  # integers for a quantised field
+        lambda n: n.wire_quant(np.zeros(3, np.float32), 0.0, 1.0, 10, *rows(2), 0),  # lengths differ
+        lambda n: n.wire_quant(np.zeros(3, np.float32), 0.0, 1.0, 2**53, *rows(3), 0),
+        lambda n: n.wire_quant(np.zeros(3, np.float32), 0.0, 1.0, 10, *rows(3), 64),
+        lambda n: n.wire_int(np.zeros(3, np.float64), 0, 10, 8, *rows(3), 0),  # floats for an integer field
+        lambda n: n.wire_int(np.zeros(3, np.int8), 0, 10, 65, *rows(3), 0),
+        lambda n: n.wire_int(np.zeros(3, np.int8), 0, 10, 8, np.zeros(3, np.int64)[::-1], *rows(3)[1:], 0),
+    ],
+)
+def test_wire_functions_refuse_bad_arguments(call):
+    with pytest.raises((TypeError, ValueError, BufferError)):
+        call(require_native())
+
+
+def rows(n):
+    return np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros(n, np.uint64)
 
 
 def test_no_speedups_environment_variable():
