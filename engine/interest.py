@@ -27,10 +27,10 @@ makes the records and their bytes in one pass, `join_messages` the shared messag
 numpy code here is their reference and the fallback, and tests/test_speedups.py holds
 them to the same bytes. Measured here (bench/bench_interest.py: 5,000 walking entities,
 1,000 clients, 3 x 3 views of ~390 moving entities, medians of 3 runs on 2026-11-26):
-0.54 ms per send tick in all with the extension (sync 0.16, views 0.07, records and
-encoding 0.20, assembly 0.12), 1.29 ms without it (encoding 0.80, assembly 0.24); the
-anchors' vectorised grid takes 2.5 ms just to find the visible sets, and the kernel
-5-10 ms to write the 1,000 frames.
+0.49 ms per send tick in all with the extension (sync 0.11, views 0.07, records and
+encoding 0.20, assembly 0.12), 1.29 ms without it (sync 0.16, encoding 0.80, assembly
+0.24); the anchors' vectorised grid takes 2.5 ms just to find the visible sets, and
+the kernel 5-10 ms to write the 1,000 frames.
 
 The wire format is codecs/WIRE.md, "Entity sync". Values are absolute (positions relative
 to their cell's corner), never differences, so a segment means the same to every client
