@@ -488,29 +488,51 @@ get_column(PyObject *obj, Py_buffer *view, const char *kinds, Py_ssize_t n)
     return 0;
 }
 
-/* The rows of wire, sent and mask, all of length n, checked. */
+/* A field's pass: its column (of one of the formats `kinds`), and the rows of wire (out),
+sent and mask (in and out) of the same length, all checked; bit 0 to 63. */
+typedef struct {
+    Py_buffer col, wire, sent, mask;
+    Py_ssize_t n;
+} FieldPass;
+
 static int
-get_rows(PyObject *o_wire, PyObject *o_sent, PyObject *o_mask, Py_buffer *wire, Py_buffer *sent, Py_buffer *mask)
+field_pass_get(FieldPass *fp, PyObject *o_col, const char *kinds, PyObject *o_wire, PyObject *o_sent,
+               PyObject *o_mask, int bit)
 {
-    if (get_array(o_wire, wire, 1, "wire") < 0)
-        return -1;
-    if (get_array(o_sent, sent, 0, "sent") < 0) {
-        PyBuffer_Release(wire);
+    if (bit < 0 || bit > 63) {
+        PyErr_SetString(PyExc_ValueError, "bit must be 0 to 63");
         return -1;
     }
-    if (get_array(o_mask, mask, 1, "mask") < 0) {
-        PyBuffer_Release(wire);
-        PyBuffer_Release(sent);
+    if (get_array(o_wire, &fp->wire, 1, "wire") < 0)
         return -1;
-    }
-    if (LEN(*sent) != LEN(*wire) || LEN(*mask) != LEN(*wire)) {
-        PyBuffer_Release(wire);
-        PyBuffer_Release(sent);
-        PyBuffer_Release(mask);
+    fp->n = LEN(fp->wire);
+    if (get_array(o_sent, &fp->sent, 0, "sent") < 0)
+        goto no_sent;
+    if (get_array(o_mask, &fp->mask, 1, "mask") < 0)
+        goto no_mask;
+    if (LEN(fp->sent) != fp->n || LEN(fp->mask) != fp->n) {
         PyErr_SetString(PyExc_ValueError, "wire, sent and mask differ in length");
-        return -1;
+        goto no_col;
     }
+    if (get_column(o_col, &fp->col, kinds, fp->n) < 0)
+        goto no_col;
     return 0;
+no_col:
+    PyBuffer_Release(&fp->mask);
+no_mask:
+    PyBuffer_Release(&fp->sent);
+no_sent:
+    PyBuffer_Release(&fp->wire);
+    return -1;
+}
+
+static void
+field_pass_release(FieldPass *fp)
+{
+    PyBuffer_Release(&fp->col);
+    PyBuffer_Release(&fp->wire);
+    PyBuffer_Release(&fp->sent);
+    PyBuffer_Release(&fp->mask);
 }
 
 PyDoc_STRVAR(wire_quant_doc,
@@ -530,23 +552,19 @@ wire_quant(PyObject *self, PyObject *args)
     int bit;
     if (!PyArg_ParseTuple(args, "OddKOOOi:wire_quant", &o_col, &min, &step, &qtop, &o_wire, &o_sent, &o_mask, &bit))
         return NULL;
-    if (bit < 0 || bit > 63 || qtop >= ((unsigned long long)1 << 53)) {
-        PyErr_SetString(PyExc_ValueError, "bit must be 0 to 63 and qtop under 2**53");
+    if (qtop >= ((unsigned long long)1 << 53)) {
+        PyErr_SetString(PyExc_ValueError, "qtop must be under 2**53");
         return NULL;
     }
-    Py_buffer col, wire, sent, mask;
-    if (get_rows(o_wire, o_sent, o_mask, &wire, &sent, &mask) < 0)
+    FieldPass fp;
+    if (field_pass_get(&fp, o_col, "fd", o_wire, o_sent, o_mask, bit) < 0)
         return NULL;
-    Py_ssize_t n = LEN(wire);
-    PyObject *result = NULL;
-    if (get_column(o_col, &col, "fd", n) < 0)
-        goto release;
-    uint64_t *w = wire.buf, *m = mask.buf, flag = (uint64_t)1 << bit;
-    const uint64_t *sv = sent.buf;
+    uint64_t *w = fp.wire.buf, *m = fp.mask.buf, flag = (uint64_t)1 << bit;
+    const uint64_t *sv = fp.sent.buf;
     const double top = (double)qtop;
     int nan = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double v = col.itemsize == 4 ? (double)((const float *)col.buf)[i] : ((const double *)col.buf)[i];
+    for (Py_ssize_t i = 0; i < fp.n; i++) {
+        double v = fp.col.itemsize == 4 ? (double)((const float *)fp.col.buf)[i] : ((const double *)fp.col.buf)[i];
         double q = rint((v - min) / step);
         nan |= q != q;
         q = q < 0.0 ? 0.0 : q;
@@ -555,16 +573,12 @@ wire_quant(PyObject *self, PyObject *args)
         if (w[i] != sv[i])
             m[i] |= flag;
     }
-    PyBuffer_Release(&col);
-    if (nan)
+    field_pass_release(&fp);
+    if (nan) {
         PyErr_SetString(PyExc_ValueError, "NaN cannot be quantised");
-    else
-        result = Py_NewRef(Py_None);
-release:
-    PyBuffer_Release(&wire);
-    PyBuffer_Release(&sent);
-    PyBuffer_Release(&mask);
-    return result;
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(wire_int_doc,
@@ -582,30 +596,28 @@ wire_int(PyObject *self, PyObject *args)
     int width, bit;
     if (!PyArg_ParseTuple(args, "OLLiOOOi:wire_int", &o_col, &lo, &hi, &width, &o_wire, &o_sent, &o_mask, &bit))
         return NULL;
-    if (bit < 0 || bit > 63 || width < 1 || width > 64) {
-        PyErr_SetString(PyExc_ValueError, "bit must be 0 to 63 and width 1 to 64");
+    if (width < 1 || width > 64) {
+        PyErr_SetString(PyExc_ValueError, "width must be 1 to 64");
         return NULL;
     }
-    Py_buffer col, wire, sent, mask;
-    if (get_rows(o_wire, o_sent, o_mask, &wire, &sent, &mask) < 0)
+    FieldPass fp;
+    if (field_pass_get(&fp, o_col, "?bBhHiIlLqQ", o_wire, o_sent, o_mask, bit) < 0)
         return NULL;
-    Py_ssize_t n = LEN(wire);
     PyObject *result = NULL;
-    if (get_column(o_col, &col, "?bBhHiIlLqQ", n) < 0)
-        goto release;
-    const char *f = col.format ? col.format : "B";
-    char c = f[strlen(f) - 1];
-    int is_signed = strchr("bhilq", c) != NULL;
+    const char *f = fp.col.format ? fp.col.format : "B";
+    int is_signed = strchr("bhilq", f[strlen(f) - 1]) != NULL;
     uint64_t keep = width == 64 ? ~(uint64_t)0 : ((uint64_t)1 << width) - 1;
-    uint64_t *w = wire.buf, *m = mask.buf, flag = (uint64_t)1 << bit;
-    const uint64_t *sv = sent.buf;
+    uint64_t *w = fp.wire.buf, *m = fp.mask.buf, flag = (uint64_t)1 << bit;
+    const uint64_t *sv = fp.sent.buf;
+    Py_ssize_t n = fp.n, itemsize = fp.col.itemsize;
+    const char *base = fp.col.buf;
     /* Check every value first, so that a refused column writes nothing. */
     for (int pass = 0; pass < 2; pass++) {
         for (Py_ssize_t i = 0; i < n; i++) {
-            const char *p = (const char *)col.buf + i * col.itemsize;
+            const char *p = base + i * itemsize;
             long long v;
             int over = 0; /* a uint64 past LLONG_MAX: over any hi */
-            switch (col.itemsize) {
+            switch (itemsize) {
             /* (long long) on each side: a ternary of int32_t and uint32_t is unsigned */
             case 1: v = is_signed ? (long long)*(const int8_t *)p : (long long)*(const uint8_t *)p; break;
             case 2: v = is_signed ? (long long)*(const int16_t *)p : (long long)*(const uint16_t *)p; break;
@@ -629,11 +641,7 @@ wire_int(PyObject *self, PyObject *args)
     }
     result = Py_NewRef(Py_None);
 done:
-    PyBuffer_Release(&col);
-release:
-    PyBuffer_Release(&wire);
-    PyBuffer_Release(&sent);
-    PyBuffer_Release(&mask);
+    field_pass_release(&fp);
     return result;
 }
 

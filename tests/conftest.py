@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def missing(message: str) -> NoReturn:
+    """Skip the test for something this machine lacks; in CI, where everything is
+    installed, fail it."""
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 def require_tool(name: str) -> str:
     """The path of a command-line tool, or skip (fail in CI) when it is missing."""
     path = shutil.which(name)
     if path is None:
-        message = f"'{name}' is not installed (make system-deps installs it)"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing(f"'{name}' is not installed (make system-deps installs it)")
     return path
 
 
@@ -32,10 +38,7 @@ def require_native():
     try:
         from engine import _speedups
     except ImportError as e:
-        message = f"engine._speedups is not built ({e}); pip install -e . builds it with a C compiler"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing(f"engine._speedups is not built ({e}); pip install -e . builds it with a C compiler")
     return _speedups
 
 
