@@ -90,7 +90,9 @@ def test_the_property_machine_with_both_at_once(monkeypatch):
 
     monkeypatch.setattr(interest, "sync_records", checked)
     run_state_machine_as_test(InterestMachine, settings=MACHINE_SETTINGS)
-    assert sum(map(bool, compared)) > 100  # ticks with records
+    # Not vacuous: ticks with records (90 to 470 of ~3,000 in runs here, as the examples
+    # vary: most spawn entities, and their snapshots are records).
+    assert sum(map(bool, compared)) >= 10
 
 
 @settings(max_examples=200, deadline=None)
