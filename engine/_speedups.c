@@ -721,11 +721,197 @@ done:
     return out;
 }
 
+/* -- a room's frames ----------------------------------------------------------------- */
+
+static PyObject *s_session, *s_conn, *s_closed, *s_out, *s_state, *s_writable, *s_fast, *s_codec,
+    *s_concatenates, *s_limits, *s_max_out_frame_size, *s_transport, *s_write;
+
+/* bool(getattr(obj, name)), or -1 */
+static int
+attr_true(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (!v)
+        return -1;
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+/* Whether socket `sock` takes the fast path for a frame of n bytes (1, with a new
+ * reference to its transport in *transport), or not (0), or an error (-1): the
+ * conditions of engine/socket.py's room_frames, in its order. */
+static int
+fast_path(PyObject *sock, PyObject *private, Py_ssize_t n, PyObject *closing, PyObject **transport)
+{
+    PyObject *session = NULL, *conn = NULL, *v = NULL;
+    int t = PyObject_IsTrue(private), r = -1;
+/* a condition of the slow path: t is 1 (slow), 0 (go on) or -1 (error) */
+#define SLOW_IF(cond)                    \
+    do {                                 \
+        t = (cond);                      \
+        if (t != 0) {                    \
+            r = t < 0 ? -1 : 0;          \
+            goto done;                   \
+        }                                \
+    } while (0)
+    SLOW_IF(t);
+    if (!(session = PyObject_GetAttr(sock, s_session)) || !(conn = PyObject_GetAttr(sock, s_conn)))
+        goto done;
+    SLOW_IF(attr_true(sock, s_closed));
+    if (!(v = PyObject_GetAttr(session, s_out)))
+        goto done;
+    t = v != Py_None;
+    Py_CLEAR(v);
+    SLOW_IF(t);
+    if (!(v = PyObject_GetAttr(session, s_state)))
+        goto done;
+    t = PyObject_RichCompareBool(v, closing, Py_EQ);
+    Py_CLEAR(v);
+    SLOW_IF(t);
+    t = attr_true(conn, s_writable);
+    SLOW_IF(t < 0 ? -1 : !t);
+    t = attr_true(conn, s_fast);
+    SLOW_IF(t < 0 ? -1 : !t);
+    if (!(v = PyObject_GetAttr(sock, s_codec)))
+        goto done;
+    PyObject *c = PyObject_GetAttr(v, s_concatenates); /* getattr(codec, "concatenates", False) */
+    Py_CLEAR(v);
+    if (!c) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            goto done;
+        PyErr_Clear();
+        SLOW_IF(1);
+    }
+    t = PyObject_IsTrue(c);
+    Py_DECREF(c);
+    SLOW_IF(t < 0 ? -1 : !t);
+    if (!(v = PyObject_GetAttr(session, s_limits)))
+        goto done;
+    PyObject *limit = PyObject_GetAttr(v, s_max_out_frame_size);
+    Py_CLEAR(v);
+    if (!limit)
+        goto done;
+    Py_ssize_t max = PyLong_AsSsize_t(limit);
+    Py_DECREF(limit);
+    if (max == -1 && PyErr_Occurred())
+        goto done;
+    SLOW_IF(n > max);
+    if ((*transport = PyObject_GetAttr(conn, s_transport)))
+        r = 1;
+#undef SLOW_IF
+done:
+    Py_XDECREF(session);
+    Py_XDECREF(conn);
+    return r;
+}
+
+PyDoc_STRVAR(room_frames_doc,
+"room_frames(sockets, tails, sections, closing) -> (frames, bytes, rest)\n\n"
+"The loop of engine/socket.py's room_frames (its reference): for each (..., socket id,\n"
+"header, view, private) section whose socket takes the fast path, the WebSocket frame\n"
+"of header + tails[view] written to its transport; `rest` lists (socket, header, view,\n"
+"private) for the sections that need Socket.room_frame. Sections of unknown sockets\n"
+"are skipped.");
+
+static PyObject *
+room_frames(PyObject *self, PyObject *args)
+{
+    PyObject *sockets, *tails, *sections, *closing;
+    if (!PyArg_ParseTuple(args, "O!O!OO:room_frames", &PyDict_Type, &sockets, &PyList_Type, &tails, &sections, &closing))
+        return NULL;
+    PyObject *rest = PyList_New(0), *it = PyObject_GetIter(sections), *sec = NULL, *result = NULL;
+    if (!rest || !it)
+        goto done;
+    Py_ssize_t frames = 0, nbytes = 0, ntails = PyList_GET_SIZE(tails);
+    while ((sec = PyIter_Next(it))) {
+        if (!PyTuple_Check(sec) || PyTuple_GET_SIZE(sec) != 6) {
+            PyErr_SetString(PyExc_TypeError, "a section is a tuple of 6");
+            goto done;
+        }
+        PyObject *header = PyTuple_GET_ITEM(sec, 3), *view_o = PyTuple_GET_ITEM(sec, 4), *private = PyTuple_GET_ITEM(sec, 5);
+        PyObject *sock = PyDict_GetItemWithError(sockets, PyTuple_GET_ITEM(sec, 2));
+        if (!sock) {
+            if (PyErr_Occurred())
+                goto done;
+            Py_CLEAR(sec);
+            continue;
+        }
+        Py_ssize_t view = PyLong_AsSsize_t(view_o);
+        if (view == -1 && PyErr_Occurred())
+            goto done;
+        if (view < 0 || view >= ntails || !PyBytes_Check(header) || !PyBytes_Check(PyList_GET_ITEM(tails, view))) {
+            PyErr_SetString(PyExc_ValueError, "a section's header is not bytes, or its view is not a tail");
+            goto done;
+        }
+        PyObject *tail = PyList_GET_ITEM(tails, view), *transport = NULL;
+        Py_ssize_t nh = PyBytes_GET_SIZE(header), nt = PyBytes_GET_SIZE(tail), n = nh + nt;
+        Py_INCREF(sock);
+        int fast = fast_path(sock, private, n, closing, &transport);
+        if (fast <= 0) {
+            PyObject *entry = fast < 0 ? NULL : PyTuple_Pack(4, sock, header, view_o, private);
+            int failed = !entry || PyList_Append(rest, entry) < 0;
+            Py_XDECREF(entry);
+            Py_DECREF(sock);
+            if (failed)
+                goto done;
+            Py_CLEAR(sec);
+            continue;
+        }
+        Py_DECREF(sock);
+        /* An unmasked, final, binary frame (engine/transport.py's frame_header). */
+        uint8_t head[10];
+        Py_ssize_t hl;
+        head[0] = 0x82;
+        if (n < 126) {
+            head[1] = (uint8_t)n;
+            hl = 2;
+        } else if (n < 65536) {
+            head[1] = 126;
+            head[2] = (uint8_t)(n >> 8);
+            head[3] = (uint8_t)n;
+            hl = 4;
+        } else {
+            head[1] = 127;
+            for (int i = 0; i < 8; i++)
+                head[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+            hl = 10;
+        }
+        PyObject *frame = PyBytes_FromStringAndSize(NULL, hl + n);
+        if (!frame) {
+            Py_DECREF(transport);
+            goto done;
+        }
+        char *p = PyBytes_AS_STRING(frame);
+        memcpy(p, head, hl);
+        memcpy(p + hl, PyBytes_AS_STRING(header), nh);
+        memcpy(p + hl + nh, PyBytes_AS_STRING(tail), nt);
+        PyObject *ok = PyObject_CallMethodOneArg(transport, s_write, frame);
+        Py_DECREF(frame);
+        Py_DECREF(transport);
+        if (!ok)
+            goto done;
+        Py_DECREF(ok);
+        frames++;
+        nbytes += n;
+        Py_CLEAR(sec);
+    }
+    if (!PyErr_Occurred())
+        result = Py_BuildValue("(nnO)", frames, nbytes, rest);
+
+done:
+    Py_XDECREF(sec);
+    Py_XDECREF(it);
+    Py_XDECREF(rest);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"sync_records", sync_records, METH_VARARGS, sync_records_doc},
     {"join_messages", join_messages, METH_VARARGS, join_messages_doc},
     {"wire_quant", wire_quant, METH_VARARGS, wire_quant_doc},
     {"wire_int", wire_int, METH_VARARGS, wire_int_doc},
+    {"room_frames", room_frames, METH_VARARGS, room_frames_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -736,5 +922,18 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    struct {
+        PyObject **slot;
+        const char *name;
+    } names[] = {
+        {&s_session, "session"}, {&s_conn, "conn"}, {&s_closed, "closed"}, {&s_out, "out"},
+        {&s_state, "state"}, {&s_writable, "writable"}, {&s_fast, "fast"}, {&s_codec, "codec"},
+        {&s_concatenates, "concatenates"}, {&s_limits, "limits"},
+        {&s_max_out_frame_size, "max_out_frame_size"}, {&s_transport, "transport"}, {&s_write, "write"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        if (!*names[i].slot && !(*names[i].slot = PyUnicode_InternFromString(names[i].name)))
+            return NULL;
+    }
     return PyModule_Create(&module);
 }

@@ -12,6 +12,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from . import speedups
 from ._generated import protocol as P
 from .errors import CloseCode
 from .session import CLOSING, Session
@@ -201,9 +202,26 @@ def room_frames(
     frames are their messages back to back, over a plain WebSocket (transport.py's
     send_frame fast path). Its frame is then the header and the view's bytes (joined once
     per view), joined with the WebSocket frame header in one copy. Anything else goes
-    through room_frame.
+    through room_frame. The C extension's room_frames runs this loop when it is there;
+    _room_frames is its reference.
     """
     tails = [b"".join([shared[i] for i in v]) for v in views]
+    native = speedups.native
+    if native is None:
+        frames, nbytes = _room_frames(sockets, shared, views, tails, sections)
+    else:
+        frames, nbytes, rest = native.room_frames(sockets, tails, sections, CLOSING)
+        for sock, header, view, private in rest:
+            sock.room_frame(header, [shared[i] for i in views[view]], private)
+    stats.frames_out += frames
+    stats.bytes_out += nbytes
+
+
+def _room_frames(
+    sockets: Mapping[str, Socket], shared: Sequence[bytes], views: Sequence[Sequence[int]], tails: list[bytes],
+    sections: Iterable[Any],
+) -> tuple[int, int]:
+    """room_frames' loop in Python: (frames, bytes) written on the fast path."""
     sizes = [len(t) for t in tails]
     get = sockets.get
     heads: dict[int, bytes] = {}  # frame headers by payload size: views make few sizes
@@ -231,5 +249,4 @@ def room_frames(
         conn.transport.write(b"".join((head, header, tails[view])))
         frames += 1
         nbytes += n
-    stats.frames_out += frames
-    stats.bytes_out += nbytes
+    return frames, nbytes

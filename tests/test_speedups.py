@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from conftest import require_native
 from engine import speedups
 from engine.entities import EntityTable
 from engine.packed import EncodeError
+from engine.rooms import PlayerSection
+from engine.socket import room_frames
 from engine.interest import SyncLayout, join_messages, sync_records
 from test_entities import Unit, Wide
 from test_interest import MACHINE_SETTINGS, Every, InterestMachine, Mob
@@ -270,3 +273,83 @@ def test_no_speedups_environment_variable():
         env = {**os.environ, "TICKWIRE_NO_SPEEDUPS": value}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == expected
+
+
+# -- a room's frames ----------------------------------------------------------------------
+
+
+class Recorder:
+    """A socket's transport and Socket.room_frame, recording what they get."""
+
+    def __init__(self):
+        self.writes: list[bytes] = []
+        self.slow: list[tuple] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+
+def fake_socket(draw, rec: Recorder) -> SimpleNamespace:
+    """What room_frames reads of a Socket, each condition of its fast path drawn."""
+    codec = draw(st.sampled_from([SimpleNamespace(concatenates=True), SimpleNamespace(concatenates=False), SimpleNamespace()]))
+    limits = SimpleNamespace(max_out_frame_size=draw(st.sampled_from([10, 200, 70000, 1 << 20])))
+    session = SimpleNamespace(out=draw(st.sampled_from([None, None, None, [b"x"]])), state=draw(st.sampled_from([1, 1, 1, 2])), limits=limits)
+    conn = SimpleNamespace(writable=draw(st.sampled_from([True, True, False])), fast=draw(st.sampled_from([True, True, False])), transport=rec)
+    sock = SimpleNamespace(session=session, conn=conn, codec=codec, closed=draw(st.sampled_from([False, False, False, True])))
+    sock.room_frame = lambda header, shared, private: rec.slow.append((header, list(shared), list(private)))
+    return sock
+
+
+@st.composite
+def room_ticks(draw):
+    nsock = draw(st.integers(0, 6))
+    recs = [Recorder() for _ in range(nsock)]
+    sockets = {f"s{i}": fake_socket(draw, recs[i]) for i in range(nsock)}
+    shared = draw(st.lists(st.binary(max_size=300), min_size=1, max_size=4))
+    # Sizes past the one- and two-byte WebSocket lengths: 125, 126, 65535, 65536.
+    shared.append(draw(st.sampled_from([b"", bytes(120), bytes(65530), bytes(65600)])))
+    views = [[0]] + draw(st.lists(st.lists(st.integers(0, len(shared) - 1), max_size=3), max_size=3))
+    sections = [
+        PlayerSection(
+            k, "w", draw(st.sampled_from([*sockets, "gone"])), draw(st.binary(min_size=1, max_size=12)),
+            draw(st.integers(0, len(views) - 1)), draw(st.sampled_from([(), (), (b"own",)])),
+        )
+        for k in range(draw(st.integers(0, 10)))
+    ]
+    return sockets, recs, shared, views, sections
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(room_ticks())
+def test_room_frames_matches_python(tick):
+    """The same frames written, the same sections left to Socket.room_frame, the same
+    counts, for sockets in every state the fast path checks."""
+    native = require_native()
+    sockets, recs, shared, views, sections = tick
+    seen = []
+    for path in (native, None):
+        for r in recs:
+            r.writes, r.slow = [], []
+        stats = SimpleNamespace(frames_out=0, bytes_out=0)
+        saved, speedups.native = speedups.native, path
+        try:
+            room_frames(sockets, shared, views, sections, stats)
+        finally:
+            speedups.native = saved
+        seen.append(([(r.writes, r.slow) for r in recs], stats.frames_out, stats.bytes_out))
+    assert seen[0] == seen[1]
+
+
+def test_room_frames_refuses_bad_sections():
+    native = require_native()
+    sock = SimpleNamespace()
+    for sections, error in [
+        ([("a", "b")], TypeError),  # not a section
+        ([PlayerSection(1, "w", "s", b"h", 5, ())], ValueError),  # no such view
+        ([PlayerSection(1, "w", "s", "text", 0, ())], ValueError),  # a header that is not bytes
+    ]:
+        with pytest.raises(error):
+            native.room_frames({"s": sock}, [b"tail"], sections, 2)
+    # An attribute that raises propagates (here: the socket has none of them).
+    with pytest.raises(AttributeError):
+        native.room_frames({"s": sock}, [b"tail"], [PlayerSection(1, "w", "s", b"h", 0, ())], 2)
