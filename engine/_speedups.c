@@ -906,12 +906,231 @@ done:
     return result;
 }
 
+/* -- a room's player sections -------------------------------------------------------- */
+
+static PyObject *s_connected, *s_applied_seq, *s_echo_seq, *s_echo_at, *s_handle, *s_outbox, *s_view,
+    *s_needs_state, *s_id, *s_worker, *s_socket_id;
+
+/* getattr(obj, name) as a Py_ssize_t; 0 with *ok = 0 when it is not an int that fits;
+ * -1 with an error set when it is missing. */
+static Py_ssize_t
+attr_index(PyObject *obj, PyObject *name, int *ok)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (!v)
+        return -1;
+    *ok = PyLong_CheckExact(v);
+    Py_ssize_t x = *ok ? PyLong_AsSsize_t(v) : 0;
+    Py_DECREF(v);
+    if (x == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear();
+        *ok = 0;
+        x = 0;
+    }
+    return x;
+}
+
+/* A steady player's section: 1 with it in *out and its bytes added to *total, 0 when
+ * the player needs RoomRunner._sections (anything else), -1 on an error. */
+static int
+steady_section(PyObject *player, PyObject *prefixes, PyObject *small, double now, PyObject *view_of,
+               PyObject *own, PyObject *view_size, PyTypeObject *section_type, PyObject *nothing,
+               PyObject **out, Py_ssize_t *total)
+{
+    int ok = 1, ok2 = 1;
+    Py_ssize_t nsmall = PyTuple_GET_SIZE(small);
+    Py_ssize_t applied = attr_index(player, s_applied_seq, &ok);
+    if (applied == -1 && PyErr_Occurred())
+        return -1;
+    Py_ssize_t echo = attr_index(player, s_echo_seq, &ok2);
+    if (echo == -1 && PyErr_Occurred())
+        return -1;
+    if (!ok || !ok2 || applied < 0 || applied >= nsmall || echo < 0 || echo >= nsmall)
+        return 0;
+    Py_ssize_t age = 0;
+    if (echo) {
+        PyObject *at = PyObject_GetAttr(player, s_echo_at);
+        if (!at)
+            return -1;
+        double a = PyFloat_Check(at) ? PyFloat_AS_DOUBLE(at) : NAN;
+        Py_DECREF(at);
+        double ms = (now - a) * 1000.0;
+        if (!(ms >= 0.0 && ms < (double)nsmall)) /* NaN included */
+            return 0;
+        age = (Py_ssize_t)ms; /* int(): toward zero */
+    }
+    PyObject *handle = PyObject_GetAttr(player, s_handle);
+    if (!handle)
+        return -1;
+    PyObject *prefix = PyDict_GetItemWithError(prefixes, handle);
+    Py_DECREF(handle);
+    if (!prefix)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyBytes_Check(prefix))
+        return 0;
+    int t = attr_true(player, s_outbox);
+    if (t != 0)
+        return t < 0 ? -1 : 0;
+    PyObject *view = NULL; /* borrowed */
+    static PyObject *zero;
+    if (!zero && !(zero = PyLong_FromLong(0)))
+        return -1;
+    view = zero;
+    if (view_of != Py_None) {
+        Py_ssize_t pv = attr_index(player, s_view, &ok);
+        if (pv == -1 && PyErr_Occurred())
+            return -1;
+        if (!ok || pv >= PyList_GET_SIZE(view_of))
+            return 0;
+        if (pv >= 0) {
+            view = PyList_GET_ITEM(view_of, pv);
+            if (!PyLong_CheckExact(view))
+                return 0;
+            if (PyObject_Not(view)) { /* view 0: a message of its own, if it has one, goes with it */
+                PyObject *key = PyLong_FromSsize_t(pv);
+                if (!key)
+                    return -1;
+                PyObject *mine = PyDict_GetItemWithError(own, key);
+                Py_DECREF(key);
+                if (mine || PyErr_Occurred())
+                    return mine ? 0 : -1;
+            }
+        }
+    }
+    Py_ssize_t vi = PyLong_AsSsize_t(view);
+    if (vi < 0 || vi >= PyList_GET_SIZE(view_size))
+        return PyErr_Occurred() ? -1 : 0;
+    Py_ssize_t vsize = PyLong_AsSsize_t(PyList_GET_ITEM(view_size, vi));
+    if (vsize == -1 && PyErr_Occurred())
+        return -1;
+    t = attr_true(player, s_needs_state);
+    if (t != 0)
+        return t < 0 ? -1 : 0;
+
+    /* The header: the prefix and three looked-up varints (TickHeaders.header). */
+    PyObject *parts[4] = {prefix, PyTuple_GET_ITEM(small, applied), PyTuple_GET_ITEM(small, echo), PyTuple_GET_ITEM(small, age)};
+    Py_ssize_t hl = 0;
+    for (int i = 0; i < 4; i++) {
+        if (!PyBytes_Check(parts[i])) {
+            PyErr_SetString(PyExc_TypeError, "small varints must be bytes");
+            return -1;
+        }
+        hl += PyBytes_GET_SIZE(parts[i]);
+    }
+    PyObject *header = PyBytes_FromStringAndSize(NULL, hl);
+    if (!header)
+        return -1;
+    char *p = PyBytes_AS_STRING(header);
+    for (int i = 0; i < 4; i++) {
+        memcpy(p, PyBytes_AS_STRING(parts[i]), PyBytes_GET_SIZE(parts[i]));
+        p += PyBytes_GET_SIZE(parts[i]);
+    }
+    PyObject *sec = section_type->tp_alloc(section_type, 6);
+    if (!sec) {
+        Py_DECREF(header);
+        return -1;
+    }
+    PyObject *id = PyObject_GetAttr(player, s_id), *worker = id ? PyObject_GetAttr(player, s_worker) : NULL;
+    PyObject *socket_id = worker ? PyObject_GetAttr(player, s_socket_id) : NULL;
+    /* A tuple of NULLs deallocates cleanly, so a failure here drops what was made. */
+    PyTuple_SET_ITEM(sec, 0, id);
+    PyTuple_SET_ITEM(sec, 1, worker);
+    PyTuple_SET_ITEM(sec, 2, socket_id);
+    PyTuple_SET_ITEM(sec, 3, header);
+    PyTuple_SET_ITEM(sec, 4, Py_NewRef(view));
+    PyTuple_SET_ITEM(sec, 5, Py_NewRef(nothing));
+    if (!socket_id) {
+        Py_DECREF(sec);
+        return -1;
+    }
+    *out = sec;
+    *total += hl + vsize;
+    return 1;
+}
+
+PyDoc_STRVAR(room_sections_doc,
+"room_sections(players, prefixes, small, now, view_of, own, view_size, section_type,\n"
+"              nothing, slow) -> (sections, bytes)\n\n"
+"RoomRunner._sections (engine/rooms.py, its reference) for a send tick: the sections of\n"
+"the connected players, in order; a steady player's is made here (its Tick header from\n"
+"its room handle's prefix and three small varints, its view, no private parts), any\n"
+"other player's by slow(player), which returns (sections, bytes) as _sections does.");
+
+static PyObject *
+room_sections(PyObject *self, PyObject *args)
+{
+    PyObject *players, *prefixes, *small, *view_of, *own, *view_size, *nothing, *slow;
+    PyTypeObject *section_type;
+    double now;
+    if (!PyArg_ParseTuple(args, "OO!O!dOO!O!O!OO:room_sections", &players, &PyDict_Type, &prefixes, &PyTuple_Type, &small,
+                          &now, &view_of, &PyDict_Type, &own, &PyList_Type, &view_size, &PyType_Type, &section_type,
+                          &nothing, &slow))
+        return NULL;
+    if (view_of != Py_None && !PyList_Check(view_of)) {
+        PyErr_SetString(PyExc_TypeError, "view_of must be a list or None");
+        return NULL;
+    }
+    if (!PyType_IsSubtype(section_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "section_type must be a tuple type");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0), *it = PyObject_GetIter(players), *player = NULL, *result = NULL;
+    Py_ssize_t total = 0;
+    if (!out || !it)
+        goto done;
+    while ((player = PyIter_Next(it))) {
+        int t = attr_true(player, s_connected);
+        if (t < 0)
+            goto done;
+        if (t) {
+            PyObject *sec = NULL;
+            int r = steady_section(player, prefixes, small, now, view_of, own, view_size, section_type, nothing, &sec, &total);
+            if (r < 0)
+                goto done;
+            if (r) {
+                int failed = PyList_Append(out, sec) < 0;
+                Py_DECREF(sec);
+                if (failed)
+                    goto done;
+            } else {
+                PyObject *got = PyObject_CallOneArg(slow, player);
+                if (!got)
+                    goto done;
+                PyObject *secs = NULL, *nb = NULL;
+                int bad = !PyTuple_Check(got) || PyTuple_GET_SIZE(got) != 2 || !PyList_Check(secs = PyTuple_GET_ITEM(got, 0))
+                          || !PyLong_Check(nb = PyTuple_GET_ITEM(got, 1));
+                Py_ssize_t extra = bad ? 0 : PyLong_AsSsize_t(nb);
+                int failed = bad || (extra == -1 && PyErr_Occurred())
+                             || PyList_SetSlice(out, PyList_GET_SIZE(out), PyList_GET_SIZE(out), secs) < 0;
+                Py_DECREF(got);
+                if (failed) {
+                    if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_TypeError, "slow(player) must return (list, int)");
+                    goto done;
+                }
+                total += extra;
+            }
+        }
+        Py_CLEAR(player);
+    }
+    if (!PyErr_Occurred())
+        result = Py_BuildValue("(On)", out, total);
+done:
+    Py_XDECREF(player);
+    Py_XDECREF(it);
+    Py_XDECREF(out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"sync_records", sync_records, METH_VARARGS, sync_records_doc},
     {"join_messages", join_messages, METH_VARARGS, join_messages_doc},
     {"wire_quant", wire_quant, METH_VARARGS, wire_quant_doc},
     {"wire_int", wire_int, METH_VARARGS, wire_int_doc},
     {"room_frames", room_frames, METH_VARARGS, room_frames_doc},
+    {"room_sections", room_sections, METH_VARARGS, room_sections_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -930,6 +1149,9 @@ PyInit__speedups(void)
         {&s_state, "state"}, {&s_writable, "writable"}, {&s_fast, "fast"}, {&s_codec, "codec"},
         {&s_concatenates, "concatenates"}, {&s_limits, "limits"},
         {&s_max_out_frame_size, "max_out_frame_size"}, {&s_transport, "transport"}, {&s_write, "write"},
+        {&s_connected, "connected"}, {&s_applied_seq, "applied_seq"}, {&s_echo_seq, "echo_seq"},
+        {&s_echo_at, "echo_at"}, {&s_handle, "handle"}, {&s_outbox, "outbox"}, {&s_view, "view"},
+        {&s_needs_state, "needs_state"}, {&s_id, "id"}, {&s_worker, "worker"}, {&s_socket_id, "socket_id"},
     };
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         if (!*names[i].slot && !(*names[i].slot = PyUnicode_InternFromString(names[i].name)))

@@ -32,8 +32,9 @@ from __future__ import annotations
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
+from . import speedups
 from ._generated import protocol as P
 from .errors import Forbidden, LimitExceeded
 from .limits import TokenBucket
@@ -620,18 +621,39 @@ class RoomRunner:
             shared += sync.shared
             view_of = (sync.shared_of + 1).tolist()
         view_size = [sum(len(shared[i]) for i in v) for v in views]
+        ticker = TickHeaders(self.codebook, room.tick, int((now - self.created) * 1000))
+        own = sync.own if sync is not None else {}
+        native = speedups.native
+        if native is None:
+            sections, total = self._sections(room.players.values(), ticker, now, view_of, own, state, view_size)
+        else:
+            sections, total = native.room_sections(
+                room.players.values(), ticker.prefixes, SMALL_UVARINTS, now, view_of, own, view_size,
+                PlayerSection, NOTHING,
+                lambda player: self._sections((player,), ticker, now, view_of, own, state, view_size),
+            )
+        self.stats.sends += 1
+        self.stats.bytes_sent += total
+        return SendTick(room.id, room.tick, shared, views, sections)
+
+    def _sections(
+        self, players: Iterable[Player], ticker: TickHeaders, now: float, view_of: list[int] | None,
+        own: dict[int, bytes], state: list[bytes], view_size: list[int],
+    ) -> tuple[list[PlayerSection], int]:
+        """The connected players' sections and their bytes, as sent. The C extension's
+        room_sections runs this loop when it is there, and calls it for a player with
+        anything but a steady player's section; this is its reference."""
         # Per player, this loop is the room's whole per-client cost besides the write, so it
         # builds little: the Tick header as a prefix shared by the players with the same
         # room handle and three looked-up varints (TickHeaders.header, inlined), and a
         # plain tuple (PlayerSection) that names the player's view by index.
-        ticker = TickHeaders(self.codebook, room.tick, int((now - self.created) * 1000))
         prefixes = ticker.prefixes
         small = SMALL_UVARINTS
         nsmall = len(small)
         section = tuple.__new__  # PlayerSection(...) without a Python-level __new__ call
         sections = []
         total = 0  # bytes of every player's section, as sent
-        for player in room.players.values():
+        for player in players:
             if not player.connected:
                 continue
             applied, echo = player.applied_seq, player.echo_seq
@@ -648,18 +670,16 @@ class RoomRunner:
             if view_of is not None and player.view >= 0:
                 view = view_of[player.view]
                 if not view:
-                    own = sync.own.get(player.view)  # type: ignore[union-attr]
-                    if own is not None:
-                        private = [own, *private]
+                    mine = own.get(player.view)
+                    if mine is not None:
+                        private = [mine, *private]
             if player.needs_state:
                 private = [*self._first_parts(player, state), *private]
             sections.append(section(PlayerSection, (player.id, player.worker, player.socket_id, header, view, private)))
             total += len(header) + view_size[view]
             if private:
                 total += sum(map(len, private))
-        self.stats.sends += 1
-        self.stats.bytes_sent += total
-        return SendTick(room.id, room.tick, shared, views, sections)
+        return sections, total
 
     def _first_parts(self, player: Player, state: list[bytes]) -> list[bytes]:
         """What a newcomer gets before anything else: the entity layout, the room state."""

@@ -3,6 +3,7 @@ and its refusal of bad arguments (an error, never a crash)."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -19,8 +20,10 @@ from conftest import require_native
 from engine import speedups
 from engine.entities import EntityTable
 from engine.packed import EncodeError
-from engine.rooms import PlayerSection
+from engine.packed import SMALL_UVARINTS
+from engine.rooms import NOTHING, PlayerSection, Room, TickHeaders
 from engine.socket import room_frames
+from engine.testing import RoomKit
 from engine.interest import SyncLayout, join_messages, sync_records
 from test_entities import Unit, Wide
 from test_interest import MACHINE_SETTINGS, Every, InterestMachine, Mob
@@ -353,3 +356,97 @@ def test_room_frames_refuses_bad_sections():
     # An attribute that raises propagates (here: the socket has none of them).
     with pytest.raises(AttributeError):
         native.room_frames({"s": sock}, [b"tail"], [PlayerSection(1, "w", "s", b"h", 0, ())], 2)
+
+
+# -- a room's player sections -------------------------------------------------------------
+
+
+class Roomy(Room):
+    max_players = 12
+
+
+@st.composite
+def players_states(draw):
+    """Players in every state RoomRunner._sections tells apart: dropped, sequence numbers
+    and echo ages inside and past the small varints (and ages below zero, NaN), room
+    handles with and without a prefix yet, private messages, newcomers, interest views
+    shared, own (with or without a message of its own) or none."""
+    n = draw(st.integers(0, 8))
+    seq = st.sampled_from([0, 1, 5, 127, 128, 16383, 16384, 70000])
+    players = [
+        dict(
+            connected=draw(st.sampled_from([True, True, True, False])),
+            applied_seq=draw(seq),
+            echo_seq=draw(st.sampled_from([0, 0, 3, 20000])),
+            age=draw(st.sampled_from([0.0, 0.0004, 0.5, 2.5, 20.0, -0.0005, -1.0, math.nan])),
+            handle=draw(st.sampled_from([1, 1, 2, 7])),
+            outbox=draw(st.sampled_from([[], [], [b"mine"]])),
+            needs_state=draw(st.sampled_from([False, False, True])),
+            view=draw(st.sampled_from([-1, 0, 1, 2])),
+        )
+        for _ in range(n)
+    ]
+    view_of = draw(st.sampled_from([None, [1, 0, 2], [0, 0, 0]]))
+    own = draw(st.sampled_from([{}, {1: b"own1"}, {0: b"own0", 2: b"own2"}]))
+    prefixed = draw(st.sampled_from([(), (1,), (1, 2)]))  # handles whose prefix exists before the loop
+    state = draw(st.sampled_from([[], [b"S"]]))
+    return players, view_of, own, prefixed, state
+
+
+def runner_with(spec):
+    players, view_of, own, prefixed, state = spec
+    kit = RoomKit(Roomy, start=100.0)
+    made = []
+    for p in players:
+        player = kit.join().player
+        for k, v in p.items():
+            if k == "age":
+                player.echo_at = 100.0 - v
+            else:
+                setattr(player, k, list(v) if k == "outbox" else v)
+        made.append(player)
+    ticker = TickHeaders(kit.codebook, 9, 450)
+    for h in prefixed:
+        ticker.prefix(h)
+    view_size = [3, 40, 200]
+    return kit.runner, made, ticker, view_of, own, state, view_size
+
+
+@settings(max_examples=300, deadline=None)
+@given(players_states())
+def test_room_sections_matches_python(spec):
+    """The same sections, bytes and player state after (private messages taken, the
+    newcomer flag cleared) from the C loop, which hands every unsteady player to
+    _sections, as from _sections alone."""
+    native = require_native()
+    out = []
+    for path in (native, None):
+        runner, players, ticker, view_of, own, state, view_size = runner_with(spec)
+        try:
+            if path is None:
+                sections, total = runner._sections(runner.room.players.values(), ticker, 100.0, view_of, own, state, view_size)
+            else:
+                sections, total = native.room_sections(
+                    runner.room.players.values(), ticker.prefixes, SMALL_UVARINTS, 100.0, view_of, own, view_size,
+                    PlayerSection, NOTHING,
+                    lambda p: runner._sections((p,), ticker, 100.0, view_of, own, state, view_size),
+                )
+        except (EncodeError, ValueError) as e:  # an echo in the future (-1 s), or at NaN
+            out.append(type(e))
+            continue
+        assert all(type(s) is PlayerSection for s in sections)
+        after = [(p.outbox, p.needs_state) for p in players]
+        out.append(([tuple(s) for s in sections], total, after, sorted(ticker.prefixes)))
+    assert out[0] == out[1]
+
+
+def test_room_sections_refuses_bad_arguments():
+    native = require_native()
+    args = ([], {}, SMALL_UVARINTS, 0.0, None, {}, [0], PlayerSection, NOTHING, lambda p: ([], 0))
+    native.room_sections(*args)  # good
+    for i, bad in [(4, {}), (7, dict), (1, [])]:
+        with pytest.raises(TypeError):
+            native.room_sections(*args[:i], bad, *args[i + 1:])
+    player = SimpleNamespace(connected=True, applied_seq=0, echo_seq=0, handle=1, outbox=[], view=-1, needs_state=True)
+    with pytest.raises(TypeError):  # slow() must return (list, int)
+        native.room_sections([player], *args[1:-1], lambda p: None)
