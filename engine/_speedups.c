@@ -16,15 +16,43 @@
 
 /* -- buffers ------------------------------------------------------------------------- */
 
+/* The struct-module type code of a buffer's items ('q', 'f', '?', ...), or 0 when the
+ * format is empty or compound, its byte order is not this machine's, or its memory is
+ * not aligned for its items (the loops read through typed pointers). */
+static char
+item_code(const Py_buffer *view)
+{
+    const char *f = view->format ? view->format : "B";
+    size_t len = strlen(f);
+    const uint16_t one = 1;
+    int little = *(const uint8_t *)&one;
+    if (len == 2) {
+        if (!(f[0] == '@' || f[0] == '=' || f[0] == (little ? '<' : '>')))
+            return 0;
+        f++;
+    } else if (len != 1) {
+        return 0;
+    }
+    if (view->itemsize <= 0 || (uintptr_t)view->buf % (uintptr_t)view->itemsize)
+        return 0;
+    return f[0];
+}
+
+/* Whether a buffer's type code is one of `codes`. */
+static int
+code_in(const Py_buffer *view, const char *codes)
+{
+    char c = item_code(view);
+    return c && strchr(codes, c);
+}
+
 static int
 get_array_nd(PyObject *obj, Py_buffer *view, int writable, int ndim, const char *name)
 {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) < 0)
         return -1;
-    const char *f = view->format ? view->format : "B";
-    char last = f[0] ? f[strlen(f) - 1] : 'B';
-    if (view->ndim != ndim || view->itemsize != 8 || !strchr("qQlL", last)) {
+    if (view->ndim != ndim || view->itemsize != 8 || !code_in(view, "qQlL")) {
         PyBuffer_Release(view);
         PyErr_Format(PyExc_TypeError, "%s: expected a %d-D array of 8-byte integers", name, ndim);
         return -1;
@@ -75,8 +103,10 @@ bit_length(uint64_t v)
     return n;
 }
 
-/* LSB-first bit writer into a zeroed buffer: whole 64-bit words as they fill, the rest on
- * flush. The caller leaves 8 bytes of slack after the last byte it writes. */
+/* LSB-first bit writer: whole 64-bit words as they fill, the rest on flush. It stores
+ * only bytes of what it was given (a word when 64 bits are held, then ceil(n / 8) bytes
+ * on flush), so writing `bits` bits fills exactly ceil(bits / 8) bytes from its start,
+ * every one of them: the buffer needs no zeroing and no slack. */
 typedef struct {
     uint8_t *p;
     uint64_t acc;
@@ -369,8 +399,7 @@ get_flags(PyObject *obj, Py_buffer *view, Py_ssize_t n, const char *name)
 {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
         return -1;
-    const char *f = view->format ? view->format : "B";
-    if (view->ndim != 1 || view->itemsize != 1 || !strchr("?bB", f[strlen(f) - 1]) || view->len != n) {
+    if (view->ndim != 1 || view->itemsize != 1 || !code_in(view, "?bB") || view->len != n) {
         PyBuffer_Release(view);
         PyErr_Format(PyExc_TypeError, "%s: expected %zd booleans", name, n);
         return -1;
@@ -478,9 +507,7 @@ get_column(PyObject *obj, Py_buffer *view, const char *kinds, Py_ssize_t n)
 {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
         return -1;
-    const char *f = view->format ? view->format : "B";
-    char c = f[strlen(f) - 1];
-    if (view->ndim != 1 || !strchr(kinds, c) || view->len / view->itemsize != n) {
+    if (view->ndim != 1 || !code_in(view, kinds) || view->len / view->itemsize != n) {
         PyBuffer_Release(view);
         PyErr_Format(PyExc_TypeError, "column: expected %zd values of a kind in '%s'", n, kinds);
         return -1;
@@ -566,7 +593,10 @@ wire_quant(PyObject *self, PyObject *args)
     for (Py_ssize_t i = 0; i < fp.n; i++) {
         double v = fp.col.itemsize == 4 ? (double)((const float *)fp.col.buf)[i] : ((const double *)fp.col.buf)[i];
         double q = rint((v - min) / step);
-        nan |= q != q;
+        if (q != q) { /* refused below; no NaN to integer conversion (undefined in C) */
+            nan = 1;
+            q = 0.0;
+        }
         q = q < 0.0 ? 0.0 : q;
         q = q > top ? top : q;
         w[i] = (uint64_t)q;
@@ -604,8 +634,8 @@ wire_int(PyObject *self, PyObject *args)
     if (field_pass_get(&fp, o_col, "?bBhHiIlLqQ", o_wire, o_sent, o_mask, bit) < 0)
         return NULL;
     PyObject *result = NULL;
-    const char *f = fp.col.format ? fp.col.format : "B";
-    int is_signed = strchr("bhilq", f[strlen(f) - 1]) != NULL;
+    char code = item_code(&fp.col);
+    int is_signed = strchr("bhilq", code) != NULL, is_bool = code == '?';
     uint64_t keep = width == 64 ? ~(uint64_t)0 : ((uint64_t)1 << width) - 1;
     uint64_t *w = fp.wire.buf, *m = fp.mask.buf, flag = (uint64_t)1 << bit;
     const uint64_t *sv = fp.sent.buf;
@@ -619,7 +649,7 @@ wire_int(PyObject *self, PyObject *args)
             int over = 0; /* a uint64 past LLONG_MAX: over any hi */
             switch (itemsize) {
             /* (long long) on each side: a ternary of int32_t and uint32_t is unsigned */
-            case 1: v = is_signed ? (long long)*(const int8_t *)p : (long long)*(const uint8_t *)p; break;
+            case 1: v = is_bool ? *(const uint8_t *)p != 0 : is_signed ? (long long)*(const int8_t *)p : (long long)*(const uint8_t *)p; break;
             case 2: v = is_signed ? (long long)*(const int16_t *)p : (long long)*(const uint16_t *)p; break;
             case 4: v = is_signed ? (long long)*(const int32_t *)p : (long long)*(const uint32_t *)p; break;
             default:
@@ -792,11 +822,17 @@ fast_path(PyObject *sock, PyObject *private, Py_ssize_t n, PyObject *closing, Py
     Py_CLEAR(v);
     if (!limit)
         goto done;
-    Py_ssize_t max = PyLong_AsSsize_t(limit);
+    if (PyLong_CheckExact(limit)) { /* n > limit, as Python compares them */
+        int overflow;
+        long long max = PyLong_AsLongLongAndOverflow(limit, &overflow);
+        t = overflow ? overflow < 0 : (max == -1 && PyErr_Occurred()) ? -1 : n > max;
+    } else {
+        PyObject *size = PyLong_FromSsize_t(n);
+        t = size ? PyObject_RichCompareBool(size, limit, Py_GT) : -1;
+        Py_XDECREF(size);
+    }
     Py_DECREF(limit);
-    if (max == -1 && PyErr_Occurred())
-        goto done;
-    SLOW_IF(n > max);
+    SLOW_IF(t);
     if ((*transport = PyObject_GetAttr(conn, s_transport)))
         r = 1;
 #undef SLOW_IF
@@ -807,23 +843,24 @@ done:
 }
 
 PyDoc_STRVAR(room_frames_doc,
-"room_frames(sockets, tails, sections, closing) -> (frames, bytes, rest)\n\n"
-"The loop of engine/socket.py's room_frames (its reference): for each (..., socket id,\n"
-"header, view, private) section whose socket takes the fast path, the WebSocket frame\n"
-"of header + tails[view] written to its transport; `rest` lists (socket, header, view,\n"
-"private) for the sections that need Socket.room_frame. Sections of unknown sockets\n"
-"are skipped.");
+"room_frames(sockets, tails, sections, closing, slow) -> (frames, bytes)\n\n"
+"The loop of engine/socket.py's room_frames (its reference, _room_frames): for each\n"
+"(..., socket id, header, view, private) section of a known socket, in order, either\n"
+"the WebSocket frame of header + tails[view] written to its transport (the fast path),\n"
+"or slow(socket, header, view, private). Returns the fast path's frames and bytes.");
 
 static PyObject *
 room_frames(PyObject *self, PyObject *args)
 {
-    PyObject *sockets, *tails, *sections, *closing;
-    if (!PyArg_ParseTuple(args, "O!O!OO:room_frames", &PyDict_Type, &sockets, &PyList_Type, &tails, &sections, &closing))
+    PyObject *sockets, *tails_in, *sections, *closing, *slow;
+    if (!PyArg_ParseTuple(args, "O!OOOO:room_frames", &PyDict_Type, &sockets, &tails_in, &sections, &closing, &slow))
         return NULL;
-    PyObject *rest = PyList_New(0), *it = PyObject_GetIter(sections), *sec = NULL, *result = NULL;
-    if (!rest || !it)
+    /* A tuple of our own: the loop runs Python code (attribute reads, writes, slow), and
+     * the tails it reads must stay put. */
+    PyObject *tails = PySequence_Tuple(tails_in), *it = NULL, *sec = NULL, *result = NULL;
+    if (!tails || !(it = PyObject_GetIter(sections)))
         goto done;
-    Py_ssize_t frames = 0, nbytes = 0, ntails = PyList_GET_SIZE(tails);
+    Py_ssize_t frames = 0, nbytes = 0, ntails = PyTuple_GET_SIZE(tails);
     while ((sec = PyIter_Next(it))) {
         if (!PyTuple_Check(sec) || PyTuple_GET_SIZE(sec) != 6) {
             PyErr_SetString(PyExc_TypeError, "a section is a tuple of 6");
@@ -840,21 +877,20 @@ room_frames(PyObject *self, PyObject *args)
         Py_ssize_t view = PyLong_AsSsize_t(view_o);
         if (view == -1 && PyErr_Occurred())
             goto done;
-        if (view < 0 || view >= ntails || !PyBytes_Check(header) || !PyBytes_Check(PyList_GET_ITEM(tails, view))) {
+        if (view < 0 || view >= ntails || !PyBytes_Check(header) || !PyBytes_Check(PyTuple_GET_ITEM(tails, view))) {
             PyErr_SetString(PyExc_ValueError, "a section's header is not bytes, or its view is not a tail");
             goto done;
         }
-        PyObject *tail = PyList_GET_ITEM(tails, view), *transport = NULL;
+        PyObject *tail = PyTuple_GET_ITEM(tails, view), *transport = NULL;
         Py_ssize_t nh = PyBytes_GET_SIZE(header), nt = PyBytes_GET_SIZE(tail), n = nh + nt;
         Py_INCREF(sock);
         int fast = fast_path(sock, private, n, closing, &transport);
         if (fast <= 0) {
-            PyObject *entry = fast < 0 ? NULL : PyTuple_Pack(4, sock, header, view_o, private);
-            int failed = !entry || PyList_Append(rest, entry) < 0;
-            Py_XDECREF(entry);
+            PyObject *done_ = fast < 0 ? NULL : PyObject_CallFunctionObjArgs(slow, sock, header, view_o, private, NULL);
             Py_DECREF(sock);
-            if (failed)
+            if (!done_)
                 goto done;
+            Py_DECREF(done_);
             Py_CLEAR(sec);
             continue;
         }
@@ -897,12 +933,12 @@ room_frames(PyObject *self, PyObject *args)
         Py_CLEAR(sec);
     }
     if (!PyErr_Occurred())
-        result = Py_BuildValue("(nnO)", frames, nbytes, rest);
+        result = Py_BuildValue("(nn)", frames, nbytes);
 
 done:
     Py_XDECREF(sec);
     Py_XDECREF(it);
-    Py_XDECREF(rest);
+    Py_XDECREF(tails);
     return result;
 }
 
@@ -964,51 +1000,12 @@ steady_section(PyObject *player, PyObject *prefixes, PyObject *small, double now
     PyObject *handle = PyObject_GetAttr(player, s_handle);
     if (!handle)
         return -1;
-    PyObject *prefix = PyDict_GetItemWithError(prefixes, handle);
+    PyObject *prefix = PyDict_GetItemWithError(prefixes, handle); /* borrowed: used at once */
     Py_DECREF(handle);
     if (!prefix)
         return PyErr_Occurred() ? -1 : 0;
     if (!PyBytes_Check(prefix))
         return 0;
-    int t = attr_true(player, s_outbox);
-    if (t != 0)
-        return t < 0 ? -1 : 0;
-    PyObject *view = NULL; /* borrowed */
-    static PyObject *zero;
-    if (!zero && !(zero = PyLong_FromLong(0)))
-        return -1;
-    view = zero;
-    if (view_of != Py_None) {
-        Py_ssize_t pv = attr_index(player, s_view, &ok);
-        if (pv == -1 && PyErr_Occurred())
-            return -1;
-        if (!ok || pv >= PyList_GET_SIZE(view_of))
-            return 0;
-        if (pv >= 0) {
-            view = PyList_GET_ITEM(view_of, pv);
-            if (!PyLong_CheckExact(view))
-                return 0;
-            if (PyObject_Not(view)) { /* view 0: a message of its own, if it has one, goes with it */
-                PyObject *key = PyLong_FromSsize_t(pv);
-                if (!key)
-                    return -1;
-                PyObject *mine = PyDict_GetItemWithError(own, key);
-                Py_DECREF(key);
-                if (mine || PyErr_Occurred())
-                    return mine ? 0 : -1;
-            }
-        }
-    }
-    Py_ssize_t vi = PyLong_AsSsize_t(view);
-    if (vi < 0 || vi >= PyList_GET_SIZE(view_size))
-        return PyErr_Occurred() ? -1 : 0;
-    Py_ssize_t vsize = PyLong_AsSsize_t(PyList_GET_ITEM(view_size, vi));
-    if (vsize == -1 && PyErr_Occurred())
-        return -1;
-    t = attr_true(player, s_needs_state);
-    if (t != 0)
-        return t < 0 ? -1 : 0;
-
     /* The header: the prefix and three looked-up varints (TickHeaders.header). */
     PyObject *parts[4] = {prefix, PyTuple_GET_ITEM(small, applied), PyTuple_GET_ITEM(small, echo), PyTuple_GET_ITEM(small, age)};
     Py_ssize_t hl = 0;
@@ -1027,27 +1024,89 @@ steady_section(PyObject *player, PyObject *prefixes, PyObject *small, double now
         memcpy(p, PyBytes_AS_STRING(parts[i]), PyBytes_GET_SIZE(parts[i]));
         p += PyBytes_GET_SIZE(parts[i]);
     }
+
+    /* From here every exit drops what it made. */
+    PyObject *id = NULL, *worker = NULL, *socket_id = NULL, *view = NULL, *t = NULL, *wrapped = NULL;
+    int r = -1;
+    int tr = attr_true(player, s_outbox);
+    if (tr != 0) {
+        r = tr < 0 ? -1 : 0;
+        goto out;
+    }
+    Py_ssize_t vi = 0;
+    if (view_of != Py_None) {
+        Py_ssize_t pv = attr_index(player, s_view, &ok);
+        if (pv == -1 && PyErr_Occurred())
+            goto out;
+        if (!ok || pv >= PyList_GET_SIZE(view_of)) {
+            r = 0;
+            goto out;
+        }
+        if (pv >= 0) {
+            PyObject *v = PyList_GET_ITEM(view_of, pv); /* borrowed: read at once */
+            if (!PyLong_CheckExact(v)) {
+                r = 0;
+                goto out;
+            }
+            vi = PyLong_AsSsize_t(v);
+            if (vi == -1 && PyErr_Occurred())
+                goto out;
+            if (vi == 0) { /* view 0: a message of its own, if it has one, goes with it */
+                PyObject *key = PyLong_FromSsize_t(pv);
+                if (!key)
+                    goto out;
+                PyObject *mine = PyDict_GetItemWithError(own, key);
+                Py_DECREF(key);
+                if (mine || PyErr_Occurred()) {
+                    r = mine ? 0 : -1;
+                    goto out;
+                }
+            }
+        }
+    }
+    if (vi < 0 || vi >= PyList_GET_SIZE(view_size) || !PyLong_CheckExact(PyList_GET_ITEM(view_size, vi))) {
+        r = 0;
+        goto out;
+    }
+    Py_ssize_t vsize = PyLong_AsSsize_t(PyList_GET_ITEM(view_size, vi));
+    if (vsize == -1 && PyErr_Occurred())
+        goto out;
+    tr = attr_true(player, s_needs_state);
+    if (tr != 0) {
+        r = tr < 0 ? -1 : 0;
+        goto out;
+    }
+    if (!(id = PyObject_GetAttr(player, s_id)) || !(worker = PyObject_GetAttr(player, s_worker))
+        || !(socket_id = PyObject_GetAttr(player, s_socket_id)) || !(view = PyLong_FromSsize_t(vi)))
+        goto out;
+#if PY_VERSION_HEX < 0x030E0000
+    /* What tuple.__new__(PlayerSection, (...)) makes, in one allocation: every item is
+     * set before any other code runs (the garbage collector never sees a NULL item). */
     PyObject *sec = section_type->tp_alloc(section_type, 6);
-    if (!sec) {
-        Py_DECREF(header);
-        return -1;
-    }
-    PyObject *id = PyObject_GetAttr(player, s_id), *worker = id ? PyObject_GetAttr(player, s_worker) : NULL;
-    PyObject *socket_id = worker ? PyObject_GetAttr(player, s_socket_id) : NULL;
-    /* A tuple of NULLs deallocates cleanly, so a failure here drops what was made. */
-    PyTuple_SET_ITEM(sec, 0, id);
-    PyTuple_SET_ITEM(sec, 1, worker);
-    PyTuple_SET_ITEM(sec, 2, socket_id);
-    PyTuple_SET_ITEM(sec, 3, header);
-    PyTuple_SET_ITEM(sec, 4, Py_NewRef(view));
-    PyTuple_SET_ITEM(sec, 5, Py_NewRef(nothing));
-    if (!socket_id) {
-        Py_DECREF(sec);
-        return -1;
-    }
+    if (!sec)
+        goto out;
+    PyObject *items[6] = {id, worker, socket_id, header, view, nothing};
+    for (int i = 0; i < 6; i++)
+        PyTuple_SET_ITEM(sec, i, Py_NewRef(items[i]));
     *out = sec;
+#else
+    /* Python 3.14 tuples cache their hash, which only tuple's own constructors reset. */
+    if (!(t = PyTuple_Pack(6, id, worker, socket_id, header, view, nothing)) || !(wrapped = PyTuple_Pack(1, t)))
+        goto out;
+    if (!(*out = PyTuple_Type.tp_new(section_type, wrapped, NULL)))
+        goto out;
+#endif
     *total += hl + vsize;
-    return 1;
+    r = 1;
+out:
+    Py_DECREF(header);
+    Py_XDECREF(id);
+    Py_XDECREF(worker);
+    Py_XDECREF(socket_id);
+    Py_XDECREF(view);
+    Py_XDECREF(t);
+    Py_XDECREF(wrapped);
+    return r;
 }
 
 PyDoc_STRVAR(room_sections_doc,

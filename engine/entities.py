@@ -105,9 +105,11 @@ class FieldSpec:
                     native.wire_quant(col, q.min, q.step, q.qtop, wire, sent, mask, bit)
                 else:
                     native.wire_int(col, *self.int_range, self.width, wire, sent, mask, bit)
+                return
             except ValueError as exc:
                 raise EncodeError(f"entity field '{self.name}': {exc}") from None
-            return
+            except (TypeError, BufferError):
+                pass  # a column it does not read (byte order, alignment, kind): numpy does
         w = self.to_wire(col)
         wire[:] = w
         mask |= (w != sent).astype(np.uint64) << np.uint64(bit)

@@ -210,9 +210,10 @@ def room_frames(
     if native is None:
         frames, nbytes = _room_frames(sockets, shared, views, tails, sections)
     else:
-        frames, nbytes, rest = native.room_frames(sockets, tails, sections, CLOSING)
-        for sock, header, view, private in rest:
-            sock.room_frame(header, [shared[i] for i in views[view]], private)
+        frames, nbytes = native.room_frames(
+            sockets, tails, sections, CLOSING,
+            lambda sock, header, view, private: sock.room_frame(header, [shared[i] for i in views[view]], private),
+        )
     stats.frames_out += frames
     stats.bytes_out += nbytes
 

@@ -282,32 +282,38 @@ def test_no_speedups_environment_variable():
 
 
 class Recorder:
-    """A socket's transport and Socket.room_frame, recording what they get."""
+    """A socket's transport and Socket.room_frame, recording what they get, in order, in
+    one log shared by every socket of a tick."""
 
-    def __init__(self):
-        self.writes: list[bytes] = []
-        self.slow: list[tuple] = []
+    def __init__(self, name: str, log: list, fail_on: int = -1):
+        self.name, self.log, self.fail_on = name, log, fail_on
 
     def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
+        if len(self.log) == self.fail_on:
+            raise ConnectionResetError("gone")
+        self.log.append((self.name, "write", bytes(data)))
+
+    def room_frame(self, header: bytes, shared: list, private) -> None:
+        self.log.append((self.name, "slow", header, list(shared), list(private)))
 
 
 def fake_socket(draw, rec: Recorder) -> SimpleNamespace:
     """What room_frames reads of a Socket, each condition of its fast path drawn."""
     codec = draw(st.sampled_from([SimpleNamespace(concatenates=True), SimpleNamespace(concatenates=False), SimpleNamespace()]))
-    limits = SimpleNamespace(max_out_frame_size=draw(st.sampled_from([10, 200, 70000, 1 << 20])))
+    limits = SimpleNamespace(max_out_frame_size=draw(st.sampled_from([10, 200, 70000, 1 << 20, 250.5, 1 << 70])))
     session = SimpleNamespace(out=draw(st.sampled_from([None, None, None, [b"x"]])), state=draw(st.sampled_from([1, 1, 1, 2])), limits=limits)
     conn = SimpleNamespace(writable=draw(st.sampled_from([True, True, False])), fast=draw(st.sampled_from([True, True, False])), transport=rec)
-    sock = SimpleNamespace(session=session, conn=conn, codec=codec, closed=draw(st.sampled_from([False, False, False, True])))
-    sock.room_frame = lambda header, shared, private: rec.slow.append((header, list(shared), list(private)))
-    return sock
+    return SimpleNamespace(
+        session=session, conn=conn, codec=codec, closed=draw(st.sampled_from([False, False, False, True])), room_frame=rec.room_frame
+    )
 
 
 @st.composite
 def room_ticks(draw):
+    log: list = []
+    fail_on = draw(st.sampled_from([-1, -1, -1, 0, 2]))  # a write that raises, at that point of the log
     nsock = draw(st.integers(0, 6))
-    recs = [Recorder() for _ in range(nsock)]
-    sockets = {f"s{i}": fake_socket(draw, recs[i]) for i in range(nsock)}
+    sockets = {f"s{i}": fake_socket(draw, Recorder(f"s{i}", log, fail_on)) for i in range(nsock)}
     shared = draw(st.lists(st.binary(max_size=300), min_size=1, max_size=4))
     # Sizes past the one- and two-byte WebSocket lengths: 125, 126, 65535, 65536.
     shared.append(draw(st.sampled_from([b"", bytes(120), bytes(65530), bytes(65600)])))
@@ -319,43 +325,51 @@ def room_ticks(draw):
         )
         for k in range(draw(st.integers(0, 10)))
     ]
-    return sockets, recs, shared, views, sections
+    return sockets, log, shared, views, sections
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(room_ticks())
 def test_room_frames_matches_python(tick):
-    """The same frames written, the same sections left to Socket.room_frame, the same
-    counts, for sockets in every state the fast path checks."""
+    """The same frames written and the same sections given to Socket.room_frame, in the
+    same order (a socket may have two sections), the same counts, and the same log when
+    a write raises, for sockets in every state the fast path checks (frame limits that
+    are floats or past 64 bits too)."""
     native = require_native()
-    sockets, recs, shared, views, sections = tick
+    sockets, log, shared, views, sections = tick
     seen = []
     for path in (native, None):
-        for r in recs:
-            r.writes, r.slow = [], []
+        log.clear()
         stats = SimpleNamespace(frames_out=0, bytes_out=0)
         saved, speedups.native = speedups.native, path
         try:
             room_frames(sockets, shared, views, sections, stats)
+            error = None
+        except ConnectionResetError as e:
+            error = str(e)
         finally:
             speedups.native = saved
-        seen.append(([(r.writes, r.slow) for r in recs], stats.frames_out, stats.bytes_out))
+        seen.append((list(log), stats.frames_out, stats.bytes_out, error))
     assert seen[0] == seen[1]
 
 
 def test_room_frames_refuses_bad_sections():
     native = require_native()
     sock = SimpleNamespace()
+
+    def slow(*args):
+        raise AssertionError("not reached")
+
     for sections, error in [
         ([("a", "b")], TypeError),  # not a section
         ([PlayerSection(1, "w", "s", b"h", 5, ())], ValueError),  # no such view
         ([PlayerSection(1, "w", "s", "text", 0, ())], ValueError),  # a header that is not bytes
     ]:
         with pytest.raises(error):
-            native.room_frames({"s": sock}, [b"tail"], sections, 2)
+            native.room_frames({"s": sock}, [b"tail"], sections, 2, slow)
     # An attribute that raises propagates (here: the socket has none of them).
     with pytest.raises(AttributeError):
-        native.room_frames({"s": sock}, [b"tail"], [PlayerSection(1, "w", "s", b"h", 0, ())], 2)
+        native.room_frames({"s": sock}, [b"tail"], [PlayerSection(1, "w", "s", b"h", 0, ())], 2, slow)
 
 
 # -- a room's player sections -------------------------------------------------------------
@@ -450,3 +464,49 @@ def test_room_sections_refuses_bad_arguments():
     player = SimpleNamespace(connected=True, applied_seq=0, echo_seq=0, handle=1, outbox=[], view=-1, needs_state=True)
     with pytest.raises(TypeError):  # slow() must return (list, int)
         native.room_sections([player], *args[1:-1], lambda p: None)
+
+
+def test_sections_hash_as_tuples():
+    """A section made in C is a PlayerSection that hashes and compares as the tuple it is
+    (tuple.__new__ makes it, as in the reference)."""
+    native = require_native()
+    runner, players, ticker, view_of, own, state, view_size = runner_with(
+        ([dict(connected=True, applied_seq=3, echo_seq=0, age=0.0, handle=1, outbox=[], needs_state=False, view=-1)], None, {}, (1,), [])
+    )
+    sections, _ = native.room_sections(
+        runner.room.players.values(), ticker.prefixes, SMALL_UVARINTS, 100.0, view_of, own, view_size,
+        PlayerSection, NOTHING, lambda p: pytest.fail("a steady player"),
+    )
+    (sec,) = sections
+    assert type(sec) is PlayerSection and hash(sec) == hash(tuple(sec)) and sec == tuple(sec)
+    assert sec.header == ticker.header(1, 3, 0, 0)
+
+
+def test_columns_the_extension_does_not_read_take_numpy():
+    """A bool column with bytes other than 0 and 1 counts them as true, as numpy's astype
+    does; a column in the other byte order, or not aligned, goes through to_wire."""
+    native = require_native()
+    spec = next(f for f in EntityTable(Unit, 1).fields if f.kind == "bool")
+    col = np.frombuffer(bytes([0, 1, 2, 255]), np.uint8).view(np.bool_)
+    for path in (native, None):
+        wire, mask = np.zeros(4, np.uint64), np.zeros(4, np.uint64)
+        saved, speedups.native = speedups.native, path
+        try:
+            spec.diff_into(col, wire, np.zeros(4, np.uint64), mask, 2)
+        finally:
+            speedups.native = saved
+        assert wire.tolist() == [0, 1, 1, 1] and mask.tolist() == [0, 4, 4, 4]
+    quant = next(f for f in EntityTable(Unit, 1).fields if f.kind == "quant")
+    other_order = np.array([1.0, 2.0], quant.dtype.newbyteorder())
+    unaligned = np.frombuffer(b"\0" + np.array([1.0, 2.0], quant.dtype).tobytes(), quant.dtype, count=2, offset=1)
+    for col in (other_order, unaligned):
+        wire, mask = np.zeros(2, np.uint64), np.zeros(2, np.uint64)
+        quant.diff_into(col, wire, np.zeros(2, np.uint64), mask, 0)
+        assert wire.tolist() == quant.to_wire(col).tolist()
+        with pytest.raises((TypeError, BufferError)):
+            native.wire_quant(col, 0.0, 0.05, 20000, wire, np.zeros(2, np.uint64), mask, 0)
+    with pytest.raises(TypeError):  # int64 in the other byte order
+        native.sync_records(
+            np.zeros(2, ">i8"), np.zeros(2, np.int64), np.zeros(2, np.uint64), np.ones(1, bool), np.ones(1, bool),
+            (np.zeros(2, np.uint64),), (3,), 1, np.zeros(3, np.int64),
+        )
