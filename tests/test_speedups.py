@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
@@ -29,16 +30,23 @@ from test_entities import Unit, Wide
 from test_interest import MACHINE_SETTINGS, Every, InterestMachine, Mob
 
 
-def both(lay, cell, prev, mask, watched, is_snap, vals, native):
-    """sync_records with the C extension and with its numpy reference."""
-    saved = speedups.native
+@contextmanager
+def using(native):
+    """engine.speedups.native is `native` (the extension, or None for the Python twins)
+    inside the block."""
+    saved, speedups.native = speedups.native, native
     try:
-        speedups.native = native
-        fast = sync_records(lay, cell, prev, mask, watched, is_snap, vals)
-        speedups.native = None
-        slow = sync_records(lay, cell, prev, mask, watched, is_snap, vals)
+        yield
     finally:
         speedups.native = saved
+
+
+def both(lay, cell, prev, mask, watched, is_snap, vals, native):
+    """sync_records with the C extension and with its numpy reference."""
+    with using(native):
+        fast = sync_records(lay, cell, prev, mask, watched, is_snap, vals)
+    with using(None):
+        slow = sync_records(lay, cell, prev, mask, watched, is_snap, vals)
     return fast, slow
 
 
@@ -116,14 +124,10 @@ def test_join_messages_matches_python(buf, prefix, rows, m, seed):
     rng = np.random.default_rng(seed)
     a = rng.integers(0, len(buf) + 1, (rows, m))
     b = np.where(rng.random((rows, m)) < 0.2, a, rng.integers(0, len(buf) + 1, (rows, m)))
-    saved = speedups.native
-    try:
-        speedups.native = native
+    with using(native):
         fast = join_messages(prefix, buf, a, b)
-        speedups.native = None
+    with using(None):
         slow = join_messages(prefix, buf, a, b)
-    finally:
-        speedups.native = saved
     assert fast == slow
     assert all(type(x) is bytes for x in fast)
 
@@ -229,17 +233,15 @@ def test_diff_into_matches_numpy(spec, n, seed, values):
     bit = int(rng.integers(0, 48))
     results = []
     for path in (native, None):
-        speedups_saved, speedups.native = speedups.native, path
         wire = np.zeros(n, np.uint64)
         mask = rng.integers(0, 2**40, n, dtype=np.uint64) if path is native else results[0][2].copy()
         start = mask.copy()
         try:
-            spec.diff_into(col, wire, sent, mask, bit)
+            with using(path):
+                spec.diff_into(col, wire, sent, mask, bit)
             results.append(("ok", wire, start, mask))
         except EncodeError as e:
             results.append(("error", str(e), start, None))
-        finally:
-            speedups.native = speedups_saved
     (kind, a, _, mask_a), (kind_b, b, _, mask_b) = results
     assert kind == kind_b
     if kind == "ok":
@@ -341,14 +343,12 @@ def test_room_frames_matches_python(tick):
     for path in (native, None):
         log.clear()
         stats = SimpleNamespace(frames_out=0, bytes_out=0)
-        saved, speedups.native = speedups.native, path
         try:
-            room_frames(sockets, shared, views, sections, stats)
+            with using(path):
+                room_frames(sockets, shared, views, sections, stats)
             error = None
         except ConnectionResetError as e:
             error = str(e)
-        finally:
-            speedups.native = saved
         seen.append((list(log), stats.frames_out, stats.bytes_out, error))
     assert seen[0] == seen[1]
 
@@ -490,11 +490,8 @@ def test_columns_the_extension_does_not_read_take_numpy():
     col = np.frombuffer(bytes([0, 1, 2, 255]), np.uint8).view(np.bool_)
     for path in (native, None):
         wire, mask = np.zeros(4, np.uint64), np.zeros(4, np.uint64)
-        saved, speedups.native = speedups.native, path
-        try:
+        with using(path):
             spec.diff_into(col, wire, np.zeros(4, np.uint64), mask, 2)
-        finally:
-            speedups.native = saved
         assert wire.tolist() == [0, 1, 1, 1] and mask.tolist() == [0, 4, 4, 4]
     quant = next(f for f in EntityTable(Unit, 1).fields if f.kind == "quant")
     other_order = np.array([1.0, 2.0], quant.dtype.newbyteorder())
